@@ -1,0 +1,29 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both create and use the virtualenv .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_ROWS ?= 1000000
+DEMO_EPOCHS ?= 3
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) -m tools.demo --rows $(DEMO_ROWS) --epochs $(DEMO_EPOCHS)
+
+bench: $(STAMP)
+	$(PY) -m tools.bench_ingest
+
+clean:
+	rm -rf data/demo stores runs .pytest_cache

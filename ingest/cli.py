@@ -1,0 +1,100 @@
+"""``ingest``: convert CSV files once into a batch-aligned Zarr store for training.
+
+Thin wrapper over :func:`ingest.ingest`: parses flags into an :class:`IngestConfig`, runs it, prints a one-line
+summary, and turns user errors into one line on stderr with a non-zero exit (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from store.errors import OptionError, StoreError
+from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE
+from store.schema import KINDS
+
+from .config import IngestConfig, load_schema_file
+from .pipeline import ingest
+
+__all__ = ["main", "build_parser", "config_from_args"]
+
+EPILOG = """\
+examples:
+  ingest data/quest.csv --out quest.zarr --label clear --val-fraction 0.1
+  ingest log_quest/splited/ --val log_quest_validate/splited/ --out quest.zarr --label clear
+  ingest 'logs/2026-*.csv' --out logs.zarr --dtype user_id=category --on-bad-rows skip --rejects bad.csv
+  ingest data/quest.csv --out quest.zarr --resume        # after a crash: continue where it stopped
+
+exit status: 0 done, 1 bad input or options (one line on stderr says where and how to fix it), 130 interrupted.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ingest", description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="CSV files, folders (every *.csv inside, in name order) or glob patterns; all files must "
+                        "share one header")
+    p.add_argument("--out", required=True, metavar="STORE", help="store directory to create")
+    p.add_argument("--label", metavar="COL", help="label column (checked against the header)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                   help=f"rows per chunk = rows per training batch (default {DEFAULT_BATCH_SIZE})")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--val", nargs="+", default=[], metavar="SOURCE",
+                       help="separate validation sources (files, folders or globs)")
+    split.add_argument("--val-fraction", type=float, metavar="F",
+                       help="draw this share of rows at random (seeded) into the validation split")
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="keep source order (default: rows are globally shuffled, seeded)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of shuffle and validation draw (default 0)")
+    p.add_argument("--workers", type=int, metavar="N", help="parallel worker processes (default: all cores)")
+    p.add_argument("--compression", choices=COMPRESSIONS, default="lz4",
+                   help="chunk compression (default lz4; none = uncompressed, memory-mappable)")
+    p.add_argument("--on-bad-rows", choices=("error", "skip"), default="error",
+                   help="error: stop at the first bad row (default); skip: count it and write it to --rejects")
+    p.add_argument("--rejects", metavar="PATH", help="CSV of skipped rows with file and line (default STORE.rejects.csv)")
+    p.add_argument("--encoding", default="utf-8", metavar="E", help="text encoding of the sources (default utf-8)")
+    p.add_argument("--dtype", action="append", default=[], metavar="COL=TYPE",
+                   help=f"column type, repeatable; TYPE is one of {', '.join(KINDS)} (default: inferred)")
+    p.add_argument("--schema", metavar="PATH", help='JSON file of column types: {"col": "category", ...}')
+    p.add_argument("--sample-rows", type=int, default=10_000, metavar="N",
+                   help="leading rows used to infer column types (default 10000)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store (only when complete)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted ingest of the same command")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> IngestConfig:
+    dtypes = load_schema_file(args.schema) if args.schema else {}
+    for item in args.dtype:
+        col, sep, kind = item.partition("=")
+        if not sep or not col:
+            raise OptionError(f"--dtype {item!r}: expected COL=TYPE, e.g. --dtype user_id=category")
+        dtypes[col] = kind
+    return IngestConfig(
+        sources=args.sources, out=args.out, label=args.label, batch_size=args.batch_size, val=args.val,
+        val_fraction=args.val_fraction, shuffle=args.shuffle, seed=args.seed, workers=args.workers,
+        compression=args.compression, on_bad_rows=args.on_bad_rows, rejects=args.rejects, encoding=args.encoding,
+        dtypes=dtypes, sample_rows=args.sample_rows, overwrite=args.overwrite, resume=args.resume,
+        progress=not args.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = ingest(config_from_args(args))
+    except StoreError as exc:
+        print(f"ingest: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ingest: interrupted; run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(result.summary(), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The one configuration object of an ingest: documented defaults, validated before anything touches disk."""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+from store.errors import OptionError, SchemaError
+from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE
+from store.schema import KINDS
+
+__all__ = ["IngestConfig", "BAD_ROW_POLICIES", "BLOCK_BYTES"]
+
+BAD_ROW_POLICIES = ("error", "skip")
+# Parsing unit. Part of the row identity used by the shuffle (rows are keyed by block and position), so it is a
+# constant of the format, not a tuning knob: changing it changes the shuffled order of a store.
+BLOCK_BYTES = 32 * 2**20
+# Shuffle buckets hold about this much CSV each; one bucket is in memory at a time per worker.
+BUCKET_BYTES = 64 * 2**20
+
+
+@dataclass
+class IngestConfig:
+    """Everything an ingest needs to know (the CLI fills it; tests construct it directly).
+
+    Args:
+        sources: CSV files, directories (every ``*.csv`` inside, in name order) or glob patterns.
+        out: the store directory to create.
+        label: name of the label column (checked against the header), or None.
+        batch_size: rows per chunk, i.e. per training batch (default 1000).
+        val: separate validation sources; mutually exclusive with ``val_fraction``.
+        val_fraction: share of rows drawn at random (seeded) into the validation split.
+        shuffle: globally shuffle rows (seeded external shuffle); False keeps source order.
+        seed: seed of the shuffle and of the validation draw.
+        workers: parallel parsing processes (default: all cores).
+        compression: ``lz4`` (default), ``zstd`` or ``none`` (uncompressed, readable through mmap).
+        on_bad_rows: ``error`` (default: stop at the first bad row) or ``skip`` (count and record it).
+        rejects: CSV file receiving every skipped row with its file and line (default ``OUT.rejects.csv``).
+        encoding: text encoding of the sources (ASCII-compatible, e.g. utf-8, cp932, latin-1).
+        dtypes: column -> kind (float, int, bool, datetime, category), overriding inference.
+        sample_rows: leading rows used to infer column types.
+        overwrite: replace an existing store.
+        resume: continue an interrupted ingest of the same sources and options.
+        progress: show a progress bar on stderr (when it is a terminal).
+    """
+
+    sources: list[str]
+    out: str
+    label: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    val: list[str] = field(default_factory=list)
+    val_fraction: float | None = None
+    shuffle: bool = True
+    seed: int = 0
+    workers: int | None = None
+    compression: str = "lz4"
+    on_bad_rows: str = "error"
+    rejects: str | None = None
+    encoding: str = "utf-8"
+    dtypes: dict[str, str] = field(default_factory=dict)
+    sample_rows: int = 10_000
+    overwrite: bool = False
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        self.sources = [os.fspath(s) for s in self.sources]
+        self.val = [os.fspath(s) for s in self.val]
+        self.out = os.path.normpath(os.fspath(self.out))
+        if not self.sources:
+            raise OptionError("no SOURCE given; pass CSV files, folders or globs, e.g. `ingest data/*.csv --out s`")
+        if self.batch_size < 1:
+            raise OptionError(f"--batch-size must be a positive number of rows, got {self.batch_size}")
+        if self.val and self.val_fraction is not None:
+            raise OptionError("give either --val SOURCE... or --val-fraction F, not both")
+        if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
+            raise OptionError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+        if self.workers is None:
+            self.workers = os.cpu_count() or 1
+        if self.workers < 1:
+            raise OptionError(f"--workers must be >= 1, got {self.workers}")
+        if self.compression not in COMPRESSIONS:
+            raise OptionError(f"unknown --compression {self.compression!r}; expected one of {', '.join(COMPRESSIONS)}")
+        if self.on_bad_rows not in BAD_ROW_POLICIES:
+            raise OptionError(f"unknown --on-bad-rows {self.on_bad_rows!r}; expected error or skip")
+        if self.sample_rows < 1:
+            raise OptionError(f"--sample-rows must be >= 1, got {self.sample_rows}")
+        if self.seed < 0 or self.seed >= 2**63:
+            raise OptionError(f"--seed must be in [0, 2**63), got {self.seed}")
+        self._check_encoding()
+        for col, kind in self.dtypes.items():
+            if kind not in KINDS:
+                raise SchemaError(f"--dtype {col}={kind}: unknown type {kind!r}; expected one of {', '.join(KINDS)}",
+                                  column=col)
+        if self.rejects is None:
+            self.rejects = self.out + ".rejects.csv"
+
+    def _check_encoding(self):
+        try:
+            info = codecs.lookup(self.encoding)
+        except LookupError:
+            raise OptionError(f"unknown --encoding {self.encoding!r}; e.g. utf-8, cp932, latin-1") from None
+        # Records are split on raw bytes, so the separators must be the ASCII bytes.
+        if 'a,"\n'.encode(info.name) != b'a,"\n':
+            raise OptionError(f"--encoding {self.encoding!r} is not ASCII-compatible; convert the files to UTF-8 "
+                              "first (e.g. with iconv)")
+        self.encoding = info.name
+
+    def content_options(self) -> dict:
+        """The options that determine the store's content (resume checks they did not change)."""
+        keys = ("label", "batch_size", "val_fraction", "shuffle", "seed", "compression", "on_bad_rows",
+                "encoding", "dtypes", "sample_rows")
+        return {k: getattr(self, k) for k in keys} | {"block_bytes": BLOCK_BYTES, "bucket_bytes": BUCKET_BYTES}
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def load_schema_file(path: str) -> dict[str, str]:
+    """A schema file: JSON object ``{"column": "kind", ...}``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise OptionError(f"--schema {path}: no such file") from None
+    except ValueError as exc:
+        raise OptionError(f"--schema {path}: not valid JSON ({exc}); expected {{\"column\": \"kind\", ...}}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise OptionError(f"--schema {path}: expected a JSON object mapping column names to kinds "
+                          f"({', '.join(KINDS)})")
+    return data

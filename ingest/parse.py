@@ -1,0 +1,241 @@
+"""Parse one block of CSV bytes into typed arrays, finding bad rows exactly.
+
+Fast path: one ``pandas.read_csv`` (C engine) over the whole block with the column types given, plus a check that
+every record has exactly the header's number of fields (pandas pads short rows silently). Values therefore equal
+what ``pandas.read_csv`` gives for the same file.
+
+Slow path, only for a block that fails: split it into records and bisect — parse halves until the failing records
+are isolated (a few parses per bad row), then diagnose each one (undecodable bytes, field count, the column whose
+value does not fit its type).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .blocks import split_records
+
+__all__ = ["BlockParser", "Parsed", "BadRow", "INT_MISSING"]
+
+INT_MISSING = np.iinfo(np.int64).min
+_PANDAS_DTYPES = {"float": "float64", "int": "Int64", "bool": "boolean", "category": "category", "datetime": object}
+_PREFIX = {"float": b"0", "int": b"0", "bool": b"false", "category": b"", "datetime": b""}
+_NA_IN_INT = re.compile(r"Integer column has NA values in column (\d+)")
+
+
+class _Reject(Exception):
+    """A (sub-)block that the fast path cannot take as is."""
+
+
+@dataclass
+class BadRow:
+    line: int
+    column: str | None
+    reason: str
+    fix: str
+    raw: str
+
+
+@dataclass
+class Parsed:
+    """Typed columns of a block: floats (float32), integer-like columns (int64, INT_MISSING = missing) and
+    categorical codes local to this block (int32, -1 = missing) with their vocabularies."""
+
+    floats: np.ndarray
+    ints: np.ndarray
+    codes: np.ndarray
+    vocab: list[list[str]]
+    bad: list[BadRow] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return len(self.floats)
+
+
+class BlockParser:
+    """Parses blocks of one CSV layout (header, kinds, encoding)."""
+
+    def __init__(self, header: list[str], kinds: dict[str, str], encoding: str, sep: str = ","):
+        self.header, self.kinds, self.encoding = header, kinds, encoding
+        self.sep = sep.encode("ascii")
+        self.float_cols = [c for c in header if kinds[c] == "float"]
+        self.int_cols = [c for c in header if kinds[c] in ("int", "bool", "datetime")]
+        self.cat_cols = [c for c in header if kinds[c] == "category"]
+        # Integer columns parse as int64 (fast) until a block shows a missing value, then as nullable Int64.
+        self.nullable: set[str] = set()
+        # A first row of valid values stops pandas from taking a too-long first row as an index (it would silently
+        # drop a field) and from seeing a missing value in every integer column; it is removed after parsing.
+        self._prefix = self.sep.join(_PREFIX[kinds[c]] for c in header) + b"\n"
+
+    @property
+    def dtypes(self) -> dict:
+        return {c: ("Int64" if c in self.nullable else "int64") if self.kinds[c] == "int"
+                else _PANDAS_DTYPES[self.kinds[c]] for c in self.header}
+
+    def parse(self, data: bytes, *, first_line: int) -> Parsed:
+        """All good rows of ``data`` as arrays, and the bad ones (``first_line`` = line of the first record)."""
+        try:
+            return self._parse(data)
+        except _Reject:
+            pass
+        starts, ends, lines = split_records(data)
+        pieces: list[Parsed] = []
+        bad: list[BadRow] = []
+        self._bisect(data, starts, ends, lines + first_line, 0, len(starts), pieces, bad)
+        out = _concat(pieces, len(self.float_cols), len(self.int_cols), len(self.cat_cols))
+        out.bad = bad
+        return out
+
+    def _bisect(self, data, starts, ends, lines, lo, hi, pieces, bad):
+        if lo >= hi:
+            return
+        chunk = data[starts[lo]:ends[hi - 1]]
+        try:
+            pieces.append(self._parse(chunk, expected_rows=hi - lo))
+            return
+        except _Reject:
+            if hi - lo == 1:
+                bad.append(self._diagnose(chunk, int(lines[lo])))
+                return
+        mid = (lo + hi) // 2
+        self._bisect(data, starts, ends, lines, lo, mid, pieces, bad)
+        self._bisect(data, starts, ends, lines, mid, hi, pieces, bad)
+
+    def _parse(self, data: bytes, expected_rows: int | None = None) -> Parsed:
+        while True:
+            try:
+                frame = pd.read_csv(io.BytesIO(self._prefix + data), header=None, names=self.header,
+                                    index_col=False, dtype=self.dtypes, encoding=self.encoding, engine="c",
+                                    on_bad_lines="error")
+                break
+            except Exception as exc:  # any parser complaint sends the block to the exact slow path
+                found = _NA_IN_INT.search(str(exc))
+                if not found or self.header[int(found[1])] in self.nullable:
+                    raise _Reject(str(exc)) from None
+                self.nullable.add(self.header[int(found[1])])
+        frame = frame.iloc[1:]
+        n = len(frame)
+        if expected_rows is not None and n != expected_rows:
+            raise _Reject("record count")
+        # pandas pads a short row with missing values, so only a block whose last column has a missing value
+        # can hold one; then every record's field count is checked (outside quotes).
+        if frame.iloc[:, -1].isna().any() and _unquoted_count(data, self.sep) != (len(self.header) - 1) * n:
+            raise _Reject("field count")
+        return self._arrays(frame)
+
+    def _arrays(self, frame: pd.DataFrame) -> Parsed:
+        n = len(frame)
+        floats = np.empty((n, len(self.float_cols)), np.float32)
+        for j, c in enumerate(self.float_cols):
+            floats[:, j] = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        ints = np.empty((n, len(self.int_cols)), np.int64)
+        for j, c in enumerate(self.int_cols):
+            ints[:, j] = self._int_values(frame[c], self.kinds[c])
+        codes = np.empty((n, len(self.cat_cols)), np.int32)
+        vocab = []
+        for j, c in enumerate(self.cat_cols):
+            codes[:, j] = frame[c].cat.codes.to_numpy()
+            vocab.append([str(v) for v in frame[c].cat.categories])
+        return Parsed(floats, ints, codes, vocab)
+
+    @staticmethod
+    def _int_values(series: pd.Series, kind: str) -> np.ndarray:
+        if kind == "datetime":
+            try:
+                stamps = pd.to_datetime(series, format="ISO8601", utc=True)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise _Reject(str(exc)) from None
+            return stamps.dt.tz_localize(None).astype("datetime64[ns]").to_numpy().view(np.int64)
+        if series.dtype == np.int64:
+            values = series.to_numpy()
+            if (values == INT_MISSING).any():
+                raise _Reject("int64 minimum is reserved")
+            return values
+        values = series.to_numpy(dtype=np.int64, na_value=INT_MISSING)
+        if kind == "int" and (values == INT_MISSING).sum() != series.isna().sum():
+            raise _Reject("int64 minimum is reserved")
+        return values
+
+    def _diagnose(self, record: bytes, line: int) -> BadRow:
+        raw = record.decode(self.encoding, errors="replace")
+        try:
+            text = record.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            col = self._column_at(record[: exc.start].count(self.sep))
+            return BadRow(line, col, f"bytes that are not valid {self.encoding}",
+                          "fix the bytes or pass the file's --encoding (e.g. cp932, latin-1)", raw)
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if len(rows) != 1:
+            return BadRow(line, None, f"unbalanced quotes (the record spans {len(rows)} rows)",
+                          'quote fields as RFC 4180 does: "a ""quoted"" value"', raw)
+        fields = rows[0]
+        if len(fields) != len(self.header):
+            return BadRow(line, None, f"expected {len(self.header)} fields, found {len(fields)}",
+                          "fix the row's separators/quotes, or pass --on-bad-rows skip --rejects FILE", raw)
+        for name, value in zip(self.header, fields):
+            one = BlockParser([name], {name: self.kinds[name]}, "utf-8")
+            try:
+                one._parse(_quote(value).encode("utf-8"), expected_rows=1)
+            except _Reject:
+                kind = self.kinds[name]
+                return BadRow(line, name, f"expected {kind}, found {value[:60]!r}",
+                              f"declare the column with --dtype {name}={_suggest(value)}, fix the value, or pass "
+                              "--on-bad-rows skip --rejects FILE", raw)
+        return BadRow(line, None, "the CSV parser rejects this row", "check its quotes and separators", raw)
+
+    def _column_at(self, index: int) -> str | None:
+        return self.header[index] if 0 <= index < len(self.header) else None
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _suggest(value: str) -> str:
+    try:
+        float(value)
+        return "float"
+    except ValueError:
+        return "category"
+
+
+def _unquoted_count(data: bytes, sep: bytes) -> int:
+    """Separators outside quotes (-1 when the quotes do not pair up)."""
+    total = data.count(sep)
+    if b'"' not in data:
+        return total
+    raw = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(raw == 34)
+    if quotes.size % 2:
+        return -1
+    opens, closes = quotes[0::2], quotes[1::2]
+    if opens.size < 20_000:
+        inside = sum(data.count(sep, a, b) for a, b in zip(opens.tolist(), closes.tolist()))
+    else:
+        seps = np.flatnonzero(raw == sep[0])
+        inside = int((np.searchsorted(seps, closes) - np.searchsorted(seps, opens)).sum())
+    return total - inside
+
+
+def _concat(pieces: list[Parsed], nf: int, ni: int, nc: int) -> Parsed:
+    """Join parsed pieces of one block, merging their categorical vocabularies."""
+    if not pieces:
+        return Parsed(np.empty((0, nf), np.float32), np.empty((0, ni), np.int64), np.empty((0, nc), np.int32),
+                      [[] for _ in range(nc)])
+    vocab, codes = [], np.concatenate([p.codes for p in pieces]) if pieces else None
+    for j in range(nc):
+        merged: dict[str, int] = {}
+        offset = 0
+        for p in pieces:
+            mapping = np.array([merged.setdefault(v, len(merged)) for v in p.vocab[j]] + [-1], dtype=np.int32)
+            block = codes[offset:offset + p.rows, j]
+            codes[offset:offset + p.rows, j] = mapping[block]  # -1 indexes the trailing -1: missing stays missing
+            offset += p.rows
+        vocab.append(list(merged))
+    return Parsed(np.concatenate([p.floats for p in pieces]), np.concatenate([p.ints for p in pieces]), codes, vocab)

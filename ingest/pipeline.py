@@ -1,0 +1,238 @@
+"""``ingest()``: CSV files -> a complete store, resumable, in bounded memory, on all cores.
+
+The store is built in ``OUT.partial/`` (work files and the store itself) and renamed to ``OUT`` only when complete,
+so an interrupted ingest never leaves anything at ``OUT`` that looks finished; ``--resume`` continues from the
+partial directory and produces exactly the same store.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from store.errors import DiskFullError, OptionError, OutputExistsError, SchemaError
+from store.layout import ATTRS_KEY, FORMAT_NAME, shard_path
+from store.reader import partial_path
+from store.writer import StoreWriter
+
+from . import passes
+from .blocks import plan_blocks
+from .config import BLOCK_BYTES, BUCKET_BYTES, IngestConfig
+from .infer import infer_kinds
+from .parse import BlockParser
+from .progress import Progress
+from .sources import resolve_sources
+from .summary import Summary, write_rejects
+
+__all__ = ["ingest", "IngestResult"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What an ingest did: where the store is, rows read / stored per split / rejected, bytes, seconds."""
+
+    path: str
+    rows_read: int
+    rows: dict
+    rows_rejected: int
+    rejects: str | None
+    bytes_read: int
+    seconds: float
+
+    def summary(self) -> str:
+        rows = ", ".join(f"{k} {v:,}" for k, v in self.rows.items())
+        mbs = self.bytes_read / max(self.seconds, 1e-9) / 1e6
+        text = (f"ingested {self.rows_read:,} rows ({rows}; rejected {self.rows_rejected:,}) from "
+                f"{self.bytes_read / 1e6:,.1f} MB in {self.seconds:.1f} s ({mbs:,.1f} MB/s) into {self.path}")
+        return text + (f"; rejected rows are in {self.rejects}" if self.rows_rejected else "")
+
+
+def ingest(config: IngestConfig) -> IngestResult:
+    """Run an ingest as ``config`` says (see IngestConfig); raises StoreError subclasses for user errors.
+
+    Example::
+
+        ingest(IngestConfig(sources=["data/quest.csv"], out="quest.zarr", label="clear", val_fraction=0.1))
+    """
+    started = time.monotonic()
+    try:
+        return _ingest(config, started)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFullError(f"no space left on device while writing {exc.filename or config.out}; free space "
+                                "and re-run the same command with --resume", path=config.out) from None
+        raise
+
+
+def _ingest(config: IngestConfig, started: float) -> IngestResult:
+    files, header = resolve_sources(config.sources, config.val, config.encoding)
+    if config.label is not None and config.label not in header:
+        raise SchemaError(f"--label {config.label!r} is not a column of {files[0].path}; the header has: "
+                          f"{', '.join(header)}", column=config.label)
+    work = partial_path(config.out)
+    done = _prepare_output(config, work)
+    if done is not None:
+        return done
+    kinds = infer_kinds(files[0], header, encoding=config.encoding, sample_rows=config.sample_rows,
+                        explicit=config.dtypes)
+    total = sum(f.size - f.data_start for f in files)
+    n_buckets = max(1, math.ceil(total / BUCKET_BYTES))
+    _check_plan(work, {"sources": [f.fingerprint() + [f.split] for f in files], "header": header,
+                       "kinds": kinds, "options": config.content_options(), "n_buckets": n_buckets})
+    ctx = passes.Context(work, files, BlockParser(header, kinds, config.encoding), config.seed, config.shuffle,
+                         n_buckets, config.val_fraction, config.on_bad_rows == "error")
+    metas = _parse_pass(config, ctx, total)
+    splits = ("train", "validation") if config.val or config.val_fraction else ("train",)
+    summary = Summary(ctx.parser, kinds, config.label, metas, splits)
+    summary.raise_first_bad_row(config.on_bad_rows)
+    rejects = write_rejects(config.rejects, summary.bad_rows) if config.on_bad_rows == "skip" else None
+    summary.write_maps(ctx)
+    ctx.schema = summary.schema()
+    ctx.writer = _writer(config, ctx, summary)
+    _sort_pass(config, ctx, summary)
+    _shard_pass(config, ctx, summary)
+    ctx.writer.commit(summary.attributes(files, config, rejects))
+    _publish(config.out, work, ctx.writer.path)
+    return IngestResult(config.out, summary.rows_read, summary.rows, summary.rows_rejected, rejects,
+                        total, time.monotonic() - started)
+
+
+def _prepare_output(config: IngestConfig, work: str) -> IngestResult | None:
+    """Check what exists at OUT and OUT.partial against --overwrite / --resume; clean what must go."""
+    out = config.out
+    if os.path.exists(out):
+        if not _is_store(out):
+            raise OutputExistsError(f"{out} exists and is not a store; refusing to touch it: choose another --out",
+                                    path=out)
+        if config.resume and not os.path.exists(work):
+            raise OutputExistsError(f"{out} is already complete; nothing to resume (pass --overwrite to rebuild it)",
+                                    path=out)
+        if not config.overwrite and not config.resume:
+            raise OutputExistsError(f"{out} exists; pass --overwrite to replace it", path=out)
+    if os.path.exists(work):
+        if config.resume:
+            return None
+        if not config.overwrite:
+            raise OutputExistsError(f"{work} holds an interrupted ingest of {out}; pass --resume to continue it or "
+                                    "--overwrite to start over", path=work)
+        shutil.rmtree(work)
+    os.makedirs(os.path.join(work, "spill"))
+    os.makedirs(os.path.join(work, "sorted"))
+    return None
+
+
+def _is_store(path: str) -> bool:
+    try:
+        with open(os.path.join(path, "zarr.json"), encoding="utf-8") as f:
+            return json.load(f).get("attributes", {}).get(ATTRS_KEY, {}).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_plan(work: str, plan: dict) -> None:
+    """Save the plan, or on resume check the sources and options did not change."""
+    path = os.path.join(work, "plan.json")
+    plan = json.loads(json.dumps(plan))
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        for key in plan:
+            if saved.get(key) != plan[key]:
+                raise OptionError(f"cannot resume {work}: the {key} changed since the interrupted run; run the same "
+                                  "command as before, or pass --overwrite to start over", path=work)
+        return
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(plan, f, ensure_ascii=False)
+    os.replace(path + ".tmp", path)
+
+
+@contextmanager
+def _pool(config: IngestConfig, ctx: passes.Context):
+    """``map``-like callable over work items: inline for one worker, else forked processes sharing ``ctx``."""
+    passes.set_context(ctx)
+    if config.workers == 1:
+        yield map
+        return
+    methods = multiprocessing.get_all_start_methods()
+    mp = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    pool = mp.Pool(config.workers, initializer=passes.set_context, initargs=(ctx,))
+    try:
+        yield lambda fn, items: pool.imap(fn, items, chunksize=1)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _parse_pass(config: IngestConfig, ctx: passes.Context, total: int) -> list[dict]:
+    """Pass 1 over every block, skipping blocks a previous run finished; metadata in block order."""
+    bar = Progress("parse", total, enabled=config.progress)
+    metas: list[dict] = []
+    todo = []
+    for block in plan_blocks(ctx.files, BLOCK_BYTES):
+        meta_path = ctx.spill(block.index) + ".json"
+        if os.path.exists(meta_path):
+            with open(meta_path, encoding="utf-8") as f:
+                metas.append(json.load(f))
+            bar.update(metas[-1]["bytes"], metas[-1]["rows"])
+        else:
+            metas.append(None)
+            todo.append(block)
+    with _pool(config, ctx) as run:
+        for block, meta in zip(todo, run(passes.parse_block, todo)):
+            metas[block.index] = meta
+            bar.update(meta["bytes"], meta["rows"])
+            if meta["bad"] and ctx.stop_at_bad_row:
+                break
+    bar.close()
+    return [m for m in metas if m is not None]
+
+
+def _writer(config: IngestConfig, ctx: passes.Context, summary: Summary) -> StoreWriter:
+    writer = StoreWriter(os.path.join(ctx.work, "store"), schema=ctx.schema, rows=summary.rows,
+                         batch_size=config.batch_size, chunks_per_shard=summary.chunks_per_shard(config.batch_size),
+                         compression=config.compression)
+    if not os.path.exists(os.path.join(writer.path, "zarr.json")):
+        writer.create()
+    return writer
+
+
+def _sort_pass(config: IngestConfig, ctx: passes.Context, summary: Summary) -> None:
+    jobs = [(b, segs) for b, segs in summary.bucket_segments().items()
+            if not os.path.exists(os.path.join(ctx.work, "sorted", f"{b:06d}.done"))]
+    bar = Progress("shuffle", len(jobs), unit_bytes=False, enabled=config.progress)
+    with _pool(config, ctx) as run:
+        for rows in run(passes.sort_bucket, jobs):
+            bar.update(1, rows)
+    bar.close()
+
+
+def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary) -> None:
+    ctx.buckets, ctx.bucket_rows = summary.bucket_bounds()
+    arrays = list(ctx.schema.arrays)
+    jobs = [(split, shard) for split in summary.rows for shard in range(ctx.writer.shards(split))
+            if not all(os.path.exists(shard_path(ctx.writer.path, split, a, shard)) for a in arrays)]
+    bar = Progress("write", len(jobs), unit_bytes=False, enabled=config.progress)
+    with _pool(config, ctx) as run:
+        for rows in run(passes.write_shard, jobs):
+            bar.update(1, rows)
+    bar.close()
+
+
+def _publish(out: str, work: str, built: str) -> None:
+    """Move the finished store to OUT (replacing an old one only now), then remove the work directory."""
+    old = None
+    if os.path.exists(out):
+        old = f"{out}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(built, out)
+    shutil.rmtree(work, ignore_errors=True)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,82 @@
+"""The one error hierarchy of the project.
+
+Every error a user can cause derives from :class:`StoreError` (itself a ``ValueError``), carries where it happened
+(``path``, ``line``, ``column``, ``array``, ``chunk``) and says what was expected and how to fix it. The command-line
+tools print ``str(error)`` as one line and exit non-zero; they never show a traceback for these.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "StoreError",
+    "BadRowError",
+    "SourceError",
+    "SchemaError",
+    "OptionError",
+    "IncompleteStoreError",
+    "FormatError",
+    "ChunkError",
+    "OutputExistsError",
+    "DiskFullError",
+    "shorten",
+]
+
+
+def shorten(value: object, limit: int = 60) -> str:
+    """``repr`` of a value cut to ``limit`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class StoreError(ValueError):
+    """Base of every error a user can cause; ``str()`` is a complete one-line message."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 column: str | None = None, array: str | None = None, chunk: int | None = None):
+        super().__init__(message)
+        self.path, self.line, self.column, self.array, self.chunk = path, line, column, array, chunk
+
+
+class BadRowError(StoreError):
+    """A CSV record that cannot be stored: wrong field count, a value of the wrong type, undecodable bytes."""
+
+    def __init__(self, path: str, line: int, column: str | None, reason: str, fix: str = ""):
+        where = f"{path}:{line}" + (f": column {column!r}" if column else "")
+        hint = fix or "fix the row, declare the column's type with --dtype, or pass --on-bad-rows skip --rejects FILE"
+        super().__init__(f"{where}: {reason}; {hint}", path=path, line=line, column=column)
+        self.reason = reason
+
+
+class SourceError(StoreError, FileNotFoundError):
+    """A missing, empty, unreadable or inconsistent input file."""
+
+
+class SchemaError(StoreError, KeyError):
+    """An unknown column, label or type name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class OptionError(StoreError):
+    """A command-line option or argument that cannot work."""
+
+
+class IncompleteStoreError(StoreError):
+    """A store whose ingest has not finished (interrupted, crashed or still running)."""
+
+
+class FormatError(StoreError):
+    """A path that is not a store of this format, or of a version this code cannot read."""
+
+
+class ChunkError(StoreError):
+    """A chunk that is missing, truncated or fails its checksum."""
+
+
+class OutputExistsError(StoreError, FileExistsError):
+    """The output already exists and ``--overwrite`` / ``--resume`` was not given."""
+
+
+class DiskFullError(StoreError, OSError):
+    """No space left on the device while writing."""

@@ -1,0 +1,41 @@
+"""Names, paths and codec settings shared by the writer and the readers (see FORMAT.md)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ATTRS_KEY", "SPLITS", "COMPRESSIONS", "DEFAULT_BATCH_SIZE",
+           "shard_path", "chunks_per_shard_for", "array_fill_value"]
+
+FORMAT_NAME = "tabular-zarr-store"
+FORMAT_VERSION = 1
+ATTRS_KEY = "tabular_store"
+SPLITS = ("train", "validation")
+COMPRESSIONS = ("lz4", "zstd", "none")
+DEFAULT_BATCH_SIZE = 1000
+# Shards of about this many uncompressed bytes (widest array): a 100 GB ingest makes a few thousand files.
+SHARD_TARGET_BYTES = 32 * 2**20
+MAX_CHUNKS_PER_SHARD = 1024
+
+
+def shard_path(store: str, split: str, array: str, shard: int) -> str:
+    """File of shard ``shard`` of a 2-D array (Zarr v3 default chunk keys, '/' separator)."""
+    return os.path.join(store, split, array, "c", str(shard), "0")
+
+
+def chunks_per_shard_for(batch_size: int, widest_row_bytes: int) -> int:
+    """Inner chunks per shard so the widest array's shard is about SHARD_TARGET_BYTES uncompressed."""
+    per_chunk = max(1, batch_size * max(1, widest_row_bytes))
+    return max(1, min(MAX_CHUNKS_PER_SHARD, math.floor(SHARD_TARGET_BYTES / per_chunk)))
+
+
+def array_fill_value(array: str):
+    """Fill (and missing) value of an array: NaN for float32, 0 for codes, the dtype minimum for integers."""
+    if array == "float32":
+        return float("nan")
+    if array == "categorical":
+        return 0
+    return int(np.iinfo(array).min)

@@ -1,0 +1,149 @@
+"""Open a store, check its format and completeness, and read rows back as pandas DataFrames."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from .errors import FormatError, IncompleteStoreError, OptionError, SourceError
+from .layout import ATTRS_KEY, FORMAT_NAME, FORMAT_VERSION
+from .schema import Column, Schema
+
+__all__ = ["Store", "open_store", "partial_path"]
+
+
+def partial_path(path: str) -> str:
+    """Where an ingest builds ``path`` until it is complete."""
+    return os.path.normpath(path) + ".partial"
+
+
+def open_store(path: str | os.PathLike) -> "Store":
+    """Open a complete store for reading.
+
+    Raises:
+        IncompleteStoreError: the ingest was interrupted or is still running.
+        FormatError: not a store of this format, or a version this code does not know.
+        SourceError: nothing at ``path``.
+
+    Example::
+
+        store = open_store("quest.zarr")
+        store.rows                      # {'train': 900000, 'validation': 100000}
+        store.read_frame("train", 0, 5)
+    """
+    path = os.fspath(path)
+    attrs = _root_attrs(path)
+    return Store(path, attrs)
+
+
+def _root_attrs(path: str) -> dict:
+    meta_path = os.path.join(path, "zarr.json")
+    if not os.path.exists(meta_path):
+        if os.path.isdir(partial_path(path)):
+            raise IncompleteStoreError(f"{path}: the ingest that writes this store has not finished (its work is in "
+                                       f"{partial_path(path)}); re-run the same ingest command with --resume",
+                                       path=path)
+        if not os.path.exists(path):
+            raise SourceError(f"{path}: no such store; create it with `ingest SOURCE --out {path}`", path=path)
+        raise FormatError(f"{path}: not a Zarr v3 store (no zarr.json); expected a store made by `ingest`", path=path)
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            attrs = json.load(f).get("attributes", {}).get(ATTRS_KEY)
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{meta_path}: unreadable metadata ({exc}); the store is damaged, re-run the ingest",
+                          path=path) from None
+    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:
+        raise FormatError(f"{path}: a Zarr group but not a {FORMAT_NAME} (attribute {ATTRS_KEY!r} missing); "
+                          "expected a store made by `ingest`", path=path)
+    if attrs.get("version") != FORMAT_VERSION:
+        raise FormatError(f"{path}: {FORMAT_NAME} version {attrs.get('version')!r}, this code reads version "
+                          f"{FORMAT_VERSION}; install the matching version of this package", path=path)
+    if not attrs.get("complete"):
+        raise IncompleteStoreError(f"{path}: the store is incomplete (its ingest was interrupted); re-run the "
+                                   "ingest with --resume, or with --overwrite to start over", path=path)
+    return attrs
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split's name and row count."""
+
+    name: str
+    rows: int
+
+
+class Store:
+    """A complete store opened for reading (see :func:`open_store`)."""
+
+    def __init__(self, path: str, attrs: dict):
+        self.path = path
+        self.attrs = attrs
+        self.schema = Schema.from_json(attrs["schema"])
+        self.batch_size = int(attrs["batch_size"])
+        self.chunks_per_shard = int(attrs["chunks_per_shard"])
+        self.compression = attrs["compression"]
+        self.rows = {name: int(s["rows"]) for name, s in attrs["splits"].items()}
+        self.statistics = attrs.get("statistics", {})
+        self._arrays: dict = {}
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.rows)
+
+    @property
+    def label(self) -> str | None:
+        return self.schema.label
+
+    def __repr__(self) -> str:
+        rows = ", ".join(f"{k}={v}" for k, v in self.rows.items())
+        return f"<Store {self.path!r} {len(self.schema.columns)} columns, {rows}, batch_size={self.batch_size}>"
+
+    def check_split(self, split: str) -> None:
+        if split not in self.rows:
+            raise OptionError(f"{self.path}: no split {split!r}; the store has {', '.join(self.rows)}", path=self.path)
+
+    def array(self, split: str, name: str) -> zarr.Array:
+        """The zarr-python array ``split/name`` (opened once, cached)."""
+        key = (split, name)
+        if key not in self._arrays:
+            self.check_split(split)
+            self._arrays[key] = zarr.open_array(os.path.join(self.path, split, name), mode="r")
+        return self._arrays[key]
+
+    def read_frame(self, split: str, start: int = 0, stop: int | None = None,
+                   columns: list[str] | None = None) -> pd.DataFrame:
+        """Rows ``start:stop`` of ``split`` with the original column names and values.
+
+        Floats come back as float32 (NaN when missing), integers as int64 (pandas ``Int64`` when the column has
+        missing values), booleans as bool/``boolean``, datetimes as ``datetime64[ns]``, categories as their strings
+        (None when missing).
+        """
+        self.check_split(split)
+        stop = self.rows[split] if stop is None else min(stop, self.rows[split])
+        wanted = [self.schema[c] for c in (columns if columns is not None else self.schema.names)]
+        blocks = {}
+        for name in {c.array for c in wanted}:
+            blocks[name] = self.array(split, name)[start:stop] if stop > start else \
+                np.empty((0, len(self.schema.arrays[name])), self.schema.array_dtype(name))
+        data = {c.name: self._values(c, blocks[c.array][:, c.index], split) for c in wanted}
+        return pd.DataFrame(data, index=pd.RangeIndex(start, max(start, stop)))
+
+    def _values(self, col: Column, raw: np.ndarray, split: str):
+        if col.kind == "float":
+            return raw
+        if col.kind == "category":
+            vocab = np.array([None, *col.vocabulary], dtype=object)
+            return vocab[raw.astype(np.int64)]
+        missing = raw == col.missing_value
+        values = raw.astype(np.int64)
+        if col.kind == "datetime":
+            return pd.to_datetime(np.where(missing, np.iinfo(np.int64).min, values), unit="ns")
+        nullable = bool(self.statistics.get(split, {}).get(col.name, {}).get("missing")) or missing.any()
+        if col.kind == "bool":
+            return pd.arrays.BooleanArray(values.astype(bool), missing) if nullable else values.astype(bool)
+        return pd.arrays.IntegerArray(values, missing) if nullable else values

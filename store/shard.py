@@ -1,0 +1,103 @@
+"""Encode and decode the shard files of a store's arrays, without zarr-python's per-call machinery.
+
+A shard follows the Zarr v3 ``sharding_indexed`` codec exactly (index at the end): the encoded inner chunks one after
+another, then an index of ``(offset, nbytes)`` uint64 pairs in chunk order, then the CRC32C of that index. Each inner
+chunk is ``bytes`` (little-endian, C order) -> optional Blosc -> CRC32C (4 bytes, little-endian, appended).
+zarr-python, tensorstore and any other Zarr v3 reader read these files; tests check that against zarr-python.
+
+Encoding here costs ~0.05 s per 35 MB against ~0.27 s through ``zarr.Array.__setitem__`` (measured on the 2-core
+development machine), which is why the ingest writes shards itself.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import google_crc32c
+import numcodecs
+import numpy as np
+
+from .errors import ChunkError
+
+__all__ = ["ChunkCodec", "encode_shard", "read_index", "EMPTY"]
+
+EMPTY = np.uint64(2**64 - 1)
+_CRC = struct.Struct("<I")
+
+
+class ChunkCodec:
+    """The inner-chunk codec chain ``bytes -> [blosc] -> crc32c`` for one compression setting."""
+
+    def __init__(self, compression: str, dtype: np.dtype):
+        self.compression = compression
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self._blosc = None
+        if compression in ("lz4", "zstd"):
+            self._blosc = numcodecs.Blosc(cname=compression, clevel=5 if compression == "lz4" else 3,
+                                          shuffle=numcodecs.Blosc.SHUFFLE)
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        raw = np.ascontiguousarray(chunk, dtype=self.dtype)
+        body = self._blosc.encode(raw) if self._blosc is not None else raw.tobytes()
+        return bytes(body) + _CRC.pack(google_crc32c.value(body))
+
+    def decode(self, data, shape: tuple[int, ...], *, array: str = "", chunk: int = -1) -> np.ndarray:
+        """Verify the checksum and decode; raise ChunkError naming ``array`` and ``chunk`` if it is corrupt."""
+        view = memoryview(data)
+        if len(view) < 4:
+            raise ChunkError(f"{array}: chunk {chunk} is truncated ({len(view)} bytes); the store is damaged, "
+                             "re-run the ingest", array=array, chunk=chunk)
+        body = view[:-4]
+        if google_crc32c.value(body) != _CRC.unpack(view[-4:])[0]:
+            raise ChunkError(f"{array}: chunk {chunk} fails its CRC32C checksum; the store is damaged, "
+                             "re-run the ingest", array=array, chunk=chunk)
+        if self._blosc is None:
+            out = np.frombuffer(body, dtype=self.dtype)
+        else:
+            out = np.frombuffer(self._blosc.decode(body), dtype=self.dtype)
+        if out.size != int(np.prod(shape)):
+            raise ChunkError(f"{array}: chunk {chunk} decodes to {out.size} values, expected {int(np.prod(shape))}"
+                             "; the store is damaged, re-run the ingest", array=array, chunk=chunk)
+        return out.reshape(shape)
+
+
+def encode_shard(codec: ChunkCodec, rows: np.ndarray, chunk_rows: int, chunks_per_shard: int,
+                 fill_value) -> bytes:
+    """One shard holding ``rows`` (at most chunk_rows * chunks_per_shard of them, 2-D); a short last chunk is padded
+    with ``fill_value`` as Zarr requires, chunks past the end are marked empty in the index."""
+    parts, index = [], np.full((chunks_per_shard, 2), EMPTY, dtype="<u8")
+    offset = 0
+    for i, start in enumerate(range(0, len(rows), chunk_rows)):
+        chunk = rows[start:start + chunk_rows]
+        if len(chunk) < chunk_rows:
+            pad = np.full((chunk_rows - len(chunk),) + rows.shape[1:], fill_value, dtype=rows.dtype)
+            chunk = np.concatenate([chunk, pad])
+        data = codec.encode(chunk)
+        parts.append(data)
+        index[i] = (offset, len(data))
+        offset += len(data)
+    index_bytes = index.tobytes()
+    parts.append(index_bytes + _CRC.pack(google_crc32c.value(index_bytes)))
+    return b"".join(parts)
+
+
+def read_index(tail: bytes, chunks_per_shard: int, *, array: str = "", shard: int = -1) -> np.ndarray:
+    """Parse and verify a shard's index (the last ``16 * chunks_per_shard + 4`` bytes of the file)."""
+    size = 16 * chunks_per_shard
+    if len(tail) != size + 4:
+        raise ChunkError(f"{array}: shard {shard} is truncated (index of {len(tail)} bytes, expected {size + 4}); "
+                         "the store is damaged, re-run the ingest", array=array, chunk=shard)
+    body = tail[:size]
+    if google_crc32c.value(body) != _CRC.unpack(tail[size:])[0]:
+        raise ChunkError(f"{array}: shard {shard} index fails its CRC32C checksum; the store is damaged, "
+                         "re-run the ingest", array=array, chunk=shard)
+    return np.frombuffer(body, dtype="<u8").reshape(chunks_per_shard, 2)
+
+
+def write_file_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name, so a crash never leaves a torn file under ``path``."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)

@@ -1,0 +1,114 @@
+"""Write a store: lay out groups and arrays, write whole shards, and mark the store complete last.
+
+The writer is deliberately small: the ingest decides what goes into each shard (ordering, types, statistics); the
+writer lays the bytes out as FORMAT.md says. Shards are independent files, so several processes may write different
+shards of one store at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
+
+from .layout import ATTRS_KEY, COMPRESSIONS, FORMAT_NAME, FORMAT_VERSION, array_fill_value, shard_path
+from .errors import OptionError
+from .schema import Schema
+from .shard import ChunkCodec, encode_shard, write_file_atomic
+
+__all__ = ["StoreWriter"]
+
+
+@dataclass(frozen=True)
+class StoreWriter:
+    """Writes one store at ``path`` (a local directory).
+
+    Args:
+        path: the store directory.
+        schema: columns and label.
+        rows: rows per split, e.g. ``{"train": 900, "validation": 100}``.
+        batch_size: rows per chunk (the training batch).
+        chunks_per_shard: chunks per shard file.
+        compression: ``lz4``, ``zstd`` or ``none``.
+
+    Example::
+
+        writer = StoreWriter("s.zarr", schema=schema, rows={"train": 10}, batch_size=4, chunks_per_shard=2,
+                             compression="lz4")
+        writer.create({"source": "demo"})
+        writer.write_shard("train", 0, {"float32": block})   # rows 0..7
+        writer.write_shard("train", 1, {"float32": rest})    # rows 8..9
+        writer.commit({"statistics": {...}})
+    """
+
+    path: str
+    schema: Schema
+    rows: dict
+    batch_size: int
+    chunks_per_shard: int
+    compression: str = "lz4"
+
+    def __post_init__(self):
+        if self.compression not in COMPRESSIONS:
+            raise OptionError(f"unknown compression {self.compression!r}; expected one of {', '.join(COMPRESSIONS)}")
+        if self.batch_size < 1 or self.chunks_per_shard < 1:
+            raise OptionError(f"batch size and chunks per shard must be >= 1, got {self.batch_size}, "
+                              f"{self.chunks_per_shard}")
+
+    @property
+    def shard_rows(self) -> int:
+        return self.batch_size * self.chunks_per_shard
+
+    def shards(self, split: str) -> int:
+        return -(-self.rows[split] // self.shard_rows)
+
+    def create(self, attributes: dict | None = None) -> None:
+        """Lay out the groups and arrays (metadata only); the root says ``complete: false`` until commit."""
+        root = zarr.open_group(self.path, mode="w", zarr_format=3,
+                               attributes={ATTRS_KEY: self._root_attrs(False, attributes or {})})
+        for split, n in self.rows.items():
+            group = root.create_group(split, attributes={"rows": int(n)})
+            for name, columns in self.schema.arrays.items():
+                group.create_array(
+                    name, shape=(int(n), len(columns)), dtype=self.schema.array_dtype(name),
+                    chunks=(self.batch_size, len(columns)), shards=(self.shard_rows, len(columns)),
+                    compressors=self._compressors(), fill_value=array_fill_value(name),
+                    dimension_names=["row", f"{name}_column"],
+                    attributes={"columns": [c.name for c in columns]})
+
+    def _compressors(self):
+        if self.compression == "none":
+            return [Crc32cCodec()]
+        return [BloscCodec(cname=self.compression, clevel=5 if self.compression == "lz4" else 3,
+                           shuffle="shuffle"), Crc32cCodec()]
+
+    def write_shard(self, split: str, shard: int, arrays: dict[str, np.ndarray]) -> None:
+        """Write shard ``shard`` of every array of ``split``; each value holds that shard's rows (2-D)."""
+        expected = min(self.shard_rows, self.rows[split] - shard * self.shard_rows)
+        for name, rows in arrays.items():
+            if rows.shape[0] != expected:
+                raise ValueError(f"{split}/{name} shard {shard}: got {rows.shape[0]} rows, expected {expected}")
+            dtype = self.schema.array_dtype(name)
+            data = encode_shard(ChunkCodec(self.compression, dtype), rows.astype(dtype, copy=False),
+                                self.batch_size, self.chunks_per_shard, array_fill_value(name))
+            path = shard_path(self.path, split, name, shard)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_file_atomic(path, data)
+
+    def commit(self, attributes: dict) -> None:
+        """Write the root metadata with ``complete: true``: the last write of an ingest."""
+        meta_path = os.path.join(self.path, "zarr.json")
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        meta["attributes"] = {ATTRS_KEY: self._root_attrs(True, attributes)}
+        write_file_atomic(meta_path, json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8"))
+
+    def _root_attrs(self, complete: bool, extra: dict) -> dict:
+        return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "complete": complete,
+                "batch_size": self.batch_size, "chunks_per_shard": self.chunks_per_shard,
+                "compression": self.compression, "schema": self.schema.to_json(),
+                "splits": {s: {"rows": int(n)} for s, n in self.rows.items()}, **extra}

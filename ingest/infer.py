@@ -9,6 +9,7 @@ A later value that does not fit the inferred kind is a bad row whose message sug
 from __future__ import annotations
 
 import io
+import warnings
 
 import pandas as pd
 
@@ -44,8 +45,10 @@ def _read_sample(src: SourceFile, header: list[str], encoding: str, rows: int) -
     if len(data) < src.size - src.data_start and b"\n" in data:
         data = data[: data.rfind(b"\n") + 1]  # no torn last row in the sample
     try:
-        return pd.read_csv(io.BytesIO(data), header=None, names=header, index_col=False, dtype=str, nrows=rows,
-                           encoding=encoding, encoding_errors="replace", on_bad_lines="skip", engine="c")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)  # ragged rows are reported by the parse pass
+            return pd.read_csv(io.BytesIO(data), header=None, names=header, index_col=False, dtype=str, nrows=rows,
+                               encoding=encoding, encoding_errors="replace", on_bad_lines="skip", engine="c")
     except (pd.errors.ParserError, ValueError) as exc:
         raise SourceError(f"{src.path}: cannot read a sample to infer column types ({exc}); give the types with "
                           "--dtype or --schema", path=src.path) from None

@@ -71,7 +71,9 @@ class BlockParser:
         self.nullable: set[str] = set()
         # A first row of valid values stops pandas from taking a too-long first row as an index (it would silently
         # drop a field) and from seeing a missing value in every integer column; it is removed after parsing.
-        self._prefix = self.sep.join(_PREFIX[kinds[c]] for c in header) + b"\n"
+        # (A lone empty field would be a blank line, which pandas skips: one column gets a placeholder instead.)
+        prefix = _PREFIX if len(header) > 1 else _PREFIX | {"category": b"_", "datetime": b"1970-01-01"}
+        self._prefix = self.sep.join(prefix[kinds[c]] for c in header) + b"\n"
 
     @property
     def dtypes(self) -> dict:
@@ -140,8 +142,9 @@ class BlockParser:
         codes = np.empty((n, len(self.cat_cols)), np.int32)
         vocab = []
         for j, c in enumerate(self.cat_cols):
-            codes[:, j] = frame[c].cat.codes.to_numpy()
-            vocab.append([str(v) for v in frame[c].cat.categories])
+            values = frame[c].cat.remove_unused_categories() if len(self.header) == 1 else frame[c]
+            codes[:, j] = values.cat.codes.to_numpy()
+            vocab.append([str(v) for v in values.cat.categories])
         return Parsed(floats, ints, codes, vocab)
 
     @staticmethod
@@ -170,6 +173,10 @@ class BlockParser:
             col = self._column_at(record[: exc.start].count(self.sep))
             return BadRow(line, col, f"bytes that are not valid {self.encoding}",
                           "fix the bytes or pass the file's --encoding (e.g. cp932, latin-1)", raw)
+        if text.count('"') % 2:
+            last = line + text.count("\n")
+            return BadRow(line, None, f"unbalanced quotes: a quote opened here is never closed (the record runs to "
+                          f"line {last})", 'close the quote; inside a quoted field write a quote as ""', raw)
         rows = list(csv.reader(io.StringIO(text, newline="")))
         if len(rows) != 1:
             return BadRow(line, None, f"unbalanced quotes (the record spans {len(rows)} rows)",

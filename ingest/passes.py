@@ -24,7 +24,7 @@ from store.writer import StoreWriter
 from .blocks import Block
 from .parse import INT_MISSING, BlockParser, Parsed
 from .shuffle import (bucket_of, bucket_permutation, is_validation, read_spill_rows, record_dtype, row_hash,
-                      write_spill)
+                      save_array, write_spill)
 from .sources import SourceFile
 
 __all__ = ["Context", "set_context", "parse_block", "sort_bucket", "write_shard", "SPLIT_NAMES"]
@@ -145,10 +145,7 @@ def sort_bucket(job: tuple[int, list[tuple[int, int, int]]]) -> int:
     for s, split in enumerate(SPLIT_NAMES):
         selected = rows[order[split_of == s]]
         for array, values in _final_arrays(c, selected).items():
-            path = c.sorted(bucket, split, array)
-            tmp = path[:-4] + ".tmp.npy"
-            np.save(tmp, values)
-            os.replace(tmp, path)
+            save_array(c.sorted(bucket, split, array), values)
     with open(os.path.join(c.work, "sorted", f"{bucket:06d}.done"), "w"):
         pass
     return len(rows)

@@ -9,13 +9,14 @@ blocks depend only on the input bytes, the result is the same for any number of 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
 import numpy as np
 
 __all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "write_spill", "read_spill_rows",
-           "bucket_permutation"]
+           "bucket_permutation", "save_array"]
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -66,9 +67,7 @@ def write_spill(path: str, records: np.ndarray, buckets: np.ndarray, meta: dict)
     ids, starts, counts = np.unique(buckets, return_index=True, return_counts=True)
     val = np.add.reduceat(records["split"].astype(np.int64), starts) if len(records) else np.array([], np.int64)
     meta = dict(meta, segments=[[int(b), int(s), int(c), int(v)] for b, s, c, v in zip(ids, starts, counts, val)])
-    with open(path + ".bin.tmp", "wb") as f:
-        records.tofile(f)
-    os.replace(path + ".bin.tmp", path + ".bin")
+    _write(path + ".bin", memoryview(records.view(np.uint8)))
     _write(path + ".json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
     return meta
 
@@ -85,7 +84,14 @@ def bucket_permutation(seed: int, bucket: int, rows: int) -> np.ndarray:
     return np.random.default_rng([seed, bucket]).permutation(rows)
 
 
-def _write(path: str, data: bytes) -> None:
+def save_array(path: str, values: np.ndarray) -> None:
+    """``np.save`` through a temporary name (and through ``write``, which reports ENOSPC with its errno)."""
+    buffer = io.BytesIO()
+    np.save(buffer, values, allow_pickle=False)
+    _write(path, buffer.getbuffer())
+
+
+def _write(path: str, data) -> None:
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)

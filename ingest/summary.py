@@ -14,6 +14,7 @@ from store.schema import CATEGORY_ARRAY, FLOAT_ARRAY, Column, Schema, narrowest_
 from store.stats import ColumnStats
 
 from .parse import BlockParser
+from .shuffle import save_array
 
 __all__ = ["Summary", "write_rejects"]
 
@@ -64,9 +65,7 @@ class Summary:
         for meta in self.metas:
             for j, local in enumerate(meta["vocab"]):
                 mapping = np.array([0] + [codes[j][v] for v in local], dtype=np.int32)
-                path = f"{ctx.spill(meta['block'])}.map{j}.npy"
-                np.save(path + ".tmp.npy", mapping)
-                os.replace(path + ".tmp.npy", path)
+                save_array(f"{ctx.spill(meta['block'])}.map{j}.npy", mapping)
 
     def schema(self) -> Schema:
         columns, index = [], Counter()

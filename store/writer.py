@@ -101,11 +101,19 @@ class StoreWriter:
 
     def commit(self, attributes: dict) -> None:
         """Write the root metadata with ``complete: true``: the last write of an ingest."""
+        self._remove_temporaries()
         meta_path = os.path.join(self.path, "zarr.json")
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
         meta["attributes"] = {ATTRS_KEY: self._root_attrs(True, attributes)}
         write_file_atomic(meta_path, json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8"))
+
+    def _remove_temporaries(self) -> None:
+        """Delete what interrupted shard writes left (``*.tmp<pid>``), so the finished store holds only its files."""
+        for root, _dirs, files in os.walk(self.path):
+            for name in files:
+                if ".tmp" in name:
+                    os.remove(os.path.join(root, name))
 
     def _root_attrs(self, complete: bool, extra: dict) -> dict:
         return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "complete": complete,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -18,3 +20,13 @@ def assert_same_values(got: pd.DataFrame, expected: pd.DataFrame) -> None:
             left = [None if pd.isna(v) else v for v in a.astype(object)]
             right = [None if pd.isna(v) else v for v in b.astype(object)]
             assert left == right, col
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def subprocess_env() -> dict:
+    """Environment for running the project's commands in a subprocess from a source checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env

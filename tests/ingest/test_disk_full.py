@@ -1,0 +1,54 @@
+"""A full disk: one-line 'no space left' error, nothing that looks complete, and --resume finishes once space is
+freed. Uses a size-limited tmpfs (root only; CI runs as root), else a simulated ENOSPC at the write layer."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+
+import pytest
+
+import store.shard
+from ingest import IngestConfig, ingest as run_ingest
+from store import DiskFullError, open_store, partial_path
+from tools.synth import write_csv
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_on_tmpfs_then_resume(tmp_path, small_disk):
+    csv_path = write_csv(tmp_path / "q.csv", 4000, seed=2)  # ~1.3 MB CSV: spill + store do not fit in 600 KB
+    out = str(small_disk / "s.zarr")
+    cfg = dict(sources=[str(csv_path)], workers=1, progress=False, compression="none")
+    with pytest.raises(DiskFullError, match="no space left on device.*--resume") as info:
+        run_ingest(IngestConfig(out=out, **cfg))
+    assert "\n" not in str(info.value)
+    assert not os.path.exists(out)
+    subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)
+    run_ingest(IngestConfig(out=out, resume=True, **cfg))
+    assert open_store(out).rows == {"train": 4000}
+
+
+def test_simulated_enospc_when_writing_shards(tmp_path, quest_csv, monkeypatch):
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    out = str(tmp_path / "s.zarr")
+    with monkeypatch.context() as patch:
+        patch.setattr(store.shard, "write_file_atomic", full)
+        patch.setattr("store.writer.write_file_atomic", full)
+        with pytest.raises(DiskFullError, match="no space left"):
+            run_ingest(IngestConfig([quest_csv], out, workers=1, progress=False))
+    assert os.path.isdir(partial_path(out)) and not os.path.exists(out)
+    run_ingest(IngestConfig([quest_csv], out, resume=True, workers=1, progress=False))
+    assert open_store(out).rows == {"train": 3000}

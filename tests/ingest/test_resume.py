@@ -1,0 +1,128 @@
+"""Atomic output and --resume: an interrupted ingest never looks complete, and resuming it gives exactly the
+store an uninterrupted run gives. Existing outputs are never touched without --overwrite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import ingest.passes
+from ingest import IngestConfig, ingest as run_ingest
+from store import IncompleteStoreError, OutputExistsError, open_store, partial_path
+from tests.helpers import subprocess_env
+from tests.ingest.test_shuffle import _arrays
+
+
+class Crash(Exception):
+    pass
+
+
+def _crash_after(monkeypatch, name: str, calls: int):
+    real = getattr(ingest.passes, name)
+    count = iter(range(10**6))
+
+    def fake(*args):
+        if next(count) >= calls:
+            raise Crash(name)
+        return real(*args)
+
+    monkeypatch.setattr(ingest.passes, name, fake)
+
+
+@pytest.mark.parametrize("stage,calls", [("parse_block", 3), ("sort_bucket", 2), ("write_shard", 1)])
+def test_resume_after_crash_gives_the_same_store(tmp_path, quest_csv, small_blocks, monkeypatch, stage, calls):
+    options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", batch_size=50, workers=1, progress=False)
+    reference = str(tmp_path / "reference.zarr")
+    run_ingest(IngestConfig(out=reference, **options))
+    out = str(tmp_path / "out.zarr")
+    with monkeypatch.context() as patch:
+        _crash_after(patch, stage, calls)
+        with pytest.raises(Crash):
+            run_ingest(IngestConfig(out=out, **options))
+    assert not os.path.exists(out) and os.path.isdir(partial_path(out))
+    with pytest.raises(IncompleteStoreError, match="--resume"):
+        open_store(out)
+    with pytest.raises(OutputExistsError, match="--resume"):
+        run_ingest(IngestConfig(out=out, **options))
+    run_ingest(IngestConfig(out=out, resume=True, **options))
+    assert _arrays(out) == _arrays(reference)
+    assert not os.path.exists(partial_path(out))
+
+
+def test_resume_refuses_changed_options(tmp_path, quest_csv, small_blocks, monkeypatch):
+    out = str(tmp_path / "out.zarr")
+    with monkeypatch.context() as patch:
+        _crash_after(patch, "sort_bucket", 0)
+        with pytest.raises(Crash):
+            run_ingest(IngestConfig([quest_csv], out, workers=1, progress=False))
+    with pytest.raises(Exception, match="options changed"):
+        run_ingest(IngestConfig([quest_csv], out, seed=9, resume=True, workers=1, progress=False))
+
+
+KILLED_INGEST = textwrap.dedent("""
+    import sys
+    import ingest.pipeline
+    ingest.pipeline.BLOCK_BYTES = 16 * 1024
+    ingest.pipeline.BUCKET_BYTES = 32 * 1024
+    from ingest.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.3, 0.8])
+def test_kill_9_then_resume(tmp_path, quest_csv, delay):
+    """A real SIGKILL at some moment of the ingest; --resume must finish it identically."""
+    args = [quest_csv, "--label", "clear", "--val-fraction", "0.1", "--batch-size", "40", "--workers", "2",
+            "--quiet"]
+    script = tmp_path / "run.py"
+    script.write_text(KILLED_INGEST)
+    reference = str(tmp_path / "reference.zarr")
+    subprocess.run([sys.executable, str(script), *args, "--out", reference], check=True, env=subprocess_env())
+    out = str(tmp_path / "out.zarr")
+    proc = subprocess.Popen([sys.executable, str(script), *args, "--out", out], start_new_session=True,
+                            env=subprocess_env())
+    deadline = time.monotonic() + 20
+    while not os.path.exists(partial_path(out)) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if os.path.exists(out) and not os.path.exists(partial_path(out)):
+        pytest.skip("the ingest finished before the kill")
+    assert not os.path.exists(os.path.join(out, "zarr.json"))
+    resumed = subprocess.run([sys.executable, str(script), *args, "--out", out, "--resume"], capture_output=True,
+                             text=True, env=subprocess_env())
+    assert resumed.returncode == 0, resumed.stderr
+    assert _arrays(out) == _arrays(reference)
+
+
+def test_existing_output_needs_overwrite(tmp_path, quest_csv, make_store):
+    out, _ = make_store(quest_csv)
+    before = _arrays(out)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        run_ingest(IngestConfig([quest_csv], out, seed=5, workers=1, progress=False))
+    assert _arrays(out) == before
+    run_ingest(IngestConfig([quest_csv], out, seed=5, overwrite=True, workers=1, progress=False))
+    assert _arrays(out) != before and open_store(out).attrs["ingest"]["options"]["seed"] == 5
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_store(tmp_path, quest_csv):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("do not delete")
+    with pytest.raises(OutputExistsError, match="not a store"):
+        run_ingest(IngestConfig([quest_csv], str(precious), overwrite=True, workers=1, progress=False))
+    assert (precious / "thesis.txt").exists()
+
+
+def test_resume_of_a_complete_store_says_so(tmp_path, quest_csv, make_store):
+    out, _ = make_store(quest_csv)
+    with pytest.raises(OutputExistsError, match="already complete"):
+        run_ingest(IngestConfig([quest_csv], out, resume=True, workers=1, progress=False))

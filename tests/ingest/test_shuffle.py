@@ -1,0 +1,93 @@
+"""Global shuffle, validation draw and determinism (same input + seed => same store, whatever the workers)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from store import open_store
+from tools.synth import write_csv
+
+
+def _arrays(path):
+    """Every data file of a store, by relative path, plus the root metadata."""
+    out = {}
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, path)] = f.read()
+    return out
+
+
+def test_same_seed_same_store_for_any_worker_count(quest_csv, make_store, small_blocks):
+    a, _ = make_store(quest_csv, val_fraction=0.1, seed=3, workers=1)
+    b, _ = make_store(quest_csv, val_fraction=0.1, seed=3, workers=2)
+    c, _ = make_store(quest_csv, val_fraction=0.1, seed=4, workers=2)
+    assert _arrays(a) == _arrays(b)
+    assert _arrays(a) != _arrays(c)
+
+
+def test_rows_are_globally_shuffled(quest_csv, make_store, small_blocks):
+    out, _ = make_store(quest_csv)
+    ids = open_store(out).read_frame("train", columns=["attempt_id"])["attempt_id"].to_numpy()
+    source = pd.read_csv(quest_csv, usecols=["attempt_id"])["attempt_id"].to_numpy()
+    assert sorted(ids) == sorted(source) and not np.array_equal(ids, source)
+    rank = np.searchsorted(np.sort(source), ids)
+    # rows from the whole file in every part of the store: no long ordered runs, correlation ~ 0
+    assert abs(np.corrcoef(np.arange(len(rank)), rank)[0, 1]) < 0.1
+    assert rank[:300].min() < 300 and rank[:300].max() > 2700
+
+
+def test_no_shuffle_keeps_source_order(quest_csv, make_store, small_blocks):
+    out, _ = make_store(quest_csv, shuffle=False, workers=2)
+    ids = open_store(out).read_frame("train", columns=["attempt_id"])["attempt_id"]
+    assert ids.tolist() == pd.read_csv(quest_csv, usecols=["attempt_id"])["attempt_id"].tolist()
+
+
+def test_sorted_by_label_input_gives_mixed_batches(tmp_path, make_store, small_blocks):
+    path = write_csv(tmp_path / "sorted.csv", 3000, seed=1, sort_by_label=True)
+    out, _ = make_store(str(path), batch_size=100, label="clear")
+    labels = open_store(out).read_frame("train", columns=["clear"])["clear"].to_numpy()
+    per_batch = labels[: len(labels) // 100 * 100].reshape(-1, 100).mean(axis=1)
+    assert per_batch.min() > 0.2 and per_batch.max() < 0.7
+
+
+def test_validation_fraction_is_random_not_the_tail(quest_csv, make_store, small_blocks):
+    out, result = make_store(quest_csv, val_fraction=0.25, shuffle=False)
+    assert 600 < result.rows["validation"] < 900
+    store = open_store(out)
+    val = store.read_frame("validation", columns=["attempt_id"])["attempt_id"]
+    source = pd.read_csv(quest_csv, usecols=["attempt_id"])["attempt_id"]
+    positions = np.searchsorted(source.to_numpy(), val.to_numpy())
+    assert positions.min() < 300 and positions.max() > 2700  # drawn from everywhere
+    train = store.read_frame("train", columns=["attempt_id"])["attempt_id"]
+    assert set(train).isdisjoint(val) and len(train) + len(val) == 3000
+
+
+def test_separate_validation_folder(tmp_path, make_store):
+    from tools.synth import write_split_files
+    write_split_files(tmp_path / "log_quest" / "splited", 2500, rows_per_file=1000)
+    write_split_files(tmp_path / "log_quest_validate" / "splited", 700, rows_per_file=1000, offset=10_000)
+    out, result = make_store(str(tmp_path / "log_quest" / "splited"),
+                             val=[str(tmp_path / "log_quest_validate" / "splited")], label="clear")
+    assert result.rows == {"train": 2500, "validation": 700}
+    val_ids = open_store(out).read_frame("validation", columns=["attempt_id"])["attempt_id"]
+    assert val_ids.min() >= 9_007_199_254_740_993 + 2 * 10_000
+
+
+def test_statistics_match_numpy(quest_csv, make_store, small_blocks):
+    out, _ = make_store(quest_csv, val_fraction=0.2, workers=2)
+    store = open_store(out)
+    frame = store.read_frame("train")
+    for col in ("play_time", "f25", "level", "started_at"):
+        values = frame[col].astype("float64").dropna().to_numpy()
+        stats = store.statistics["train"][col]
+        assert stats["count"] == len(values) and stats["missing"] == len(frame) - len(values)
+        assert stats["mean"] == pytest.approx(values.mean(), rel=1e-9)
+        assert stats["std"] == pytest.approx(values.std(), rel=1e-6)
+        assert stats["min"] == values.min() and stats["max"] == values.max()
+    assert store.statistics["train"]["quest_name"] == {"count": len(frame), "missing": 0}

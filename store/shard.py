@@ -44,12 +44,12 @@ class ChunkCodec:
 
     def decode(self, data, shape: tuple[int, ...], *, array: str = "", chunk: int = -1) -> np.ndarray:
         """Verify the checksum and decode; raise ChunkError naming ``array`` and ``chunk`` if it is corrupt."""
-        view = memoryview(data)
-        if len(view) < 4:
-            raise ChunkError(f"{array}: chunk {chunk} is truncated ({len(view)} bytes); the store is damaged, "
+        raw = np.frombuffer(data, dtype=np.uint8)  # google_crc32c takes numpy views, not memoryviews
+        if raw.size < 4:
+            raise ChunkError(f"{array}: chunk {chunk} is truncated ({raw.size} bytes); the store is damaged, "
                              "re-run the ingest", array=array, chunk=chunk)
-        body = view[:-4]
-        if google_crc32c.value(body) != _CRC.unpack(view[-4:])[0]:
+        body = raw[:-4]
+        if google_crc32c.value(body) != int(raw[-4:].view("<u4")[0]):
             raise ChunkError(f"{array}: chunk {chunk} fails its CRC32C checksum; the store is damaged, "
                              "re-run the ingest", array=array, chunk=chunk)
         if self._blosc is None:

@@ -1,0 +1,49 @@
+"""Schema JSON, dtype narrowing, statistics merging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from store import Column, ColumnStats, Schema
+from store.errors import SchemaError
+from store.schema import code_dtype, narrowest_int
+
+
+def test_schema_json_round_trip():
+    schema = Schema((Column("a", "float", "float32", 0), Column("c", "category", "categorical", 0, ("x", "y"))),
+                    label="a")
+    again = Schema.from_json(schema.to_json())
+    assert again == schema and again["c"].vocabulary == ("x", "y") and again.label == "a"
+    with pytest.raises(SchemaError, match="unknown kind 'complex'"):
+        Column.from_json({"name": "z", "kind": "complex", "array": "x", "index": 0})
+
+
+@pytest.mark.parametrize("lo,hi,dtype", [(0, 1, "int8"), (-127, 127, "int8"), (-128, 0, "int16"),
+                                         (0, 40_000, "int32"), (1_700_000_000, 1_800_000_000, "int32"),
+                                         (-(2**63) + 1, 2**63 - 1, "int64"), (None, None, "int8")])
+def test_narrowest_int_reserves_the_minimum(lo, hi, dtype):
+    assert narrowest_int(lo, hi) == dtype
+
+
+def test_narrowest_int_refuses_the_int64_minimum():
+    with pytest.raises(SchemaError, match="declare the column as float or category"):
+        narrowest_int(-(2**63), 0)
+
+
+def test_code_dtype():
+    assert [code_dtype(n) for n in (1, 127, 128, 40_000)] == ["int8", "int8", "int16", "int32"]
+
+
+def test_merged_statistics_equal_whole_statistics():
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((1000, 2)) * 1e3 + 1e9
+    values[::9, 0] = np.nan
+    whole = ColumnStats.of_columns(values, np.isnan(values))
+    parts = [ColumnStats.of_columns(values[a:b], np.isnan(values[a:b])) for a, b in ((0, 10), (10, 700), (700, 1000))]
+    for j in range(2):
+        merged = parts[0][j].merge(parts[1][j]).merge(parts[2][j])
+        assert merged.count == whole[j].count and merged.missing == whole[j].missing
+        assert merged.mean == pytest.approx(whole[j].mean, rel=1e-12)
+        assert merged.std == pytest.approx(np.nanstd(values[:, j]), rel=1e-9)
+        assert (merged.min, merged.max) == (np.nanmin(values[:, j]), np.nanmax(values[:, j]))

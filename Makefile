@@ -26,4 +26,4 @@ bench: $(STAMP)
 	$(PY) -m tools.bench_ingest
 
 clean:
-	rm -rf data/demo stores runs .pytest_cache
+	rm -rf data/demo .pytest_cache

@@ -1,0 +1,116 @@
+"""The fast read path: one chunk of one array, read by index without zarr-python's per-call machinery.
+
+Reads a shard's index once (cached), then only the chunk's bytes (``os.pread``, which releases the GIL), verifies
+the CRC32C and decodes with numcodecs Blosc. A store ingested with ``--compression none`` is read through ``mmap``:
+the returned array is a zero-copy view of the page cache. The bytes are exactly what zarr-python reads (tests
+compare the two); only the per-call overhead differs (~0.4 ms through zarr-python, tens of µs here).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from store.errors import ChunkError
+from store.layout import shard_path
+from store.shard import EMPTY, ChunkCodec, read_index
+
+__all__ = ["ArrayReader"]
+
+_OPEN_SHARDS = 64
+
+
+class ArrayReader:
+    """Chunks of one 2-D array ``split/array`` of a store (thread-safe; open lazily in each process)."""
+
+    def __init__(self, store: str, split: str, array: str, *, dtype, columns: int, rows: int, batch_size: int,
+                 chunks_per_shard: int, compression: str):
+        self.store, self.split, self.array = store, split, array
+        self.name = f"{split}/{array}"
+        self.columns, self.rows, self.batch_size, self.cps = columns, rows, batch_size, chunks_per_shard
+        self.codec = ChunkCodec(compression, dtype)
+        self.mapped = compression == "none"
+        self._shards: OrderedDict[int, tuple] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self):  # file handles and locks stay in their process
+        state = dict(self.__dict__)
+        state["_shards"], state["_lock"] = OrderedDict(), None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.rows // self.batch_size)
+
+    def chunk(self, k: int) -> np.ndarray:
+        """Rows of chunk ``k`` (the last chunk without its padding), shape ``[rows, columns]``."""
+        if not 0 <= k < self.chunks:
+            raise IndexError(f"{self.name}: chunk {k} out of range 0..{self.chunks - 1}")
+        fd, mm, index = self._shard(k // self.cps)
+        offset, nbytes = (int(v) for v in index[k % self.cps])
+        if offset == int(EMPTY):
+            raise ChunkError(f"{self.name}: chunk {k} is missing from its shard; the store is damaged, re-run the "
+                             "ingest", array=self.name, chunk=k)
+        data = memoryview(mm)[offset:offset + nbytes] if mm is not None else os.pread(fd, nbytes, offset)
+        if len(data) != nbytes:
+            raise ChunkError(f"{self.name}: chunk {k} is truncated; the store is damaged, re-run the ingest",
+                             array=self.name, chunk=k)
+        out = self.codec.decode(data, (self.batch_size, self.columns), array=self.name, chunk=k)
+        valid = min(self.batch_size, self.rows - k * self.batch_size)
+        return out[:valid]
+
+    def _shard(self, shard: int):
+        with self._lock:
+            entry = self._shards.get(shard)
+            if entry is not None:
+                self._shards.move_to_end(shard)
+                return entry
+            entry = self._open(shard)
+            self._shards[shard] = entry
+            if len(self._shards) > _OPEN_SHARDS:
+                _close(self._shards.popitem(last=False)[1])
+            return entry
+
+    def _open(self, shard: int):
+        path = shard_path(self.store, self.split, self.array, shard)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise ChunkError(f"{self.name}: shard {shard} ({path}) is missing; the store is damaged, re-run the "
+                             "ingest", array=self.name, chunk=shard * self.cps) from None
+        size = os.fstat(fd).st_size
+        tail = 16 * self.cps + 4
+        if size < tail:
+            os.close(fd)
+            raise ChunkError(f"{self.name}: shard {shard} is truncated ({size} bytes); the store is damaged, re-run "
+                             "the ingest", array=self.name, chunk=shard * self.cps)
+        index = read_index(os.pread(fd, tail, size - tail), self.cps, array=self.name, shard=shard)
+        if ((index[:, 0] != EMPTY) & (index[:, 0] + index[:, 1] > size - tail)).any():
+            os.close(fd)
+            raise ChunkError(f"{self.name}: shard {shard} is truncated (its index points past the data); the store "
+                             "is damaged, re-run the ingest", array=self.name, chunk=shard * self.cps)
+        mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if self.mapped else None
+        return fd, mm, index
+
+    def close(self) -> None:
+        with self._lock:
+            while self._shards:
+                _close(self._shards.popitem()[1])
+
+
+def _close(entry) -> None:
+    fd, mm, _ = entry
+    if mm is not None:
+        try:
+            mm.close()
+        except BufferError:  # a zero-copy batch still views it; the map closes when that is freed
+            pass
+    os.close(fd)

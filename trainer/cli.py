@@ -1,0 +1,93 @@
+"""``trainer``: train Keras models from a store, evaluate them, predict with them.
+
+Thin wrapper over :mod:`trainer.run`; user errors become one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+EPILOG = """\
+examples:
+  trainer run quest.zarr --out runs/quest --epochs 3
+  trainer run quest.zarr --out runs/wide --model trainer.example_model:build --features level,difficulty,f00
+  trainer run quest.zarr --out runs/quest --epochs 3 --resume      # after a crash: continue
+  trainer evaluate runs/quest quest.zarr --split validation
+  trainer predict runs/quest quest.zarr --out predictions.csv
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trainer", description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,evaluate,predict}")
+    run = sub.add_parser("run", help="train a model from a store", epilog=EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("store", metavar="STORE", help="store made by `ingest`")
+    run.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (model, history, metrics, ...)")
+    run.add_argument("--label", metavar="COL", help="label column (default: the store's label)")
+    run.add_argument("--features", metavar="A,B,...", help="feature columns (default: all but the label)")
+    run.add_argument("--epochs", type=int, default=3, metavar="N", help="epochs (default 3)")
+    run.add_argument("--batch-size", type=int, metavar="N", help="a multiple of the store's chunk rows (default: "
+                                                                 "the chunk rows)")
+    run.add_argument("--workers", type=int, default=2, metavar="N", help="loader threads or processes (default 2)")
+    run.add_argument("--use-multiprocessing", action="store_true", help="decode batches in worker processes")
+    run.add_argument("--model", default="mlp", metavar="mlp|MODULE:FUNCTION",
+                     help="mlp (default) or a function receiving a trainer.model.ModelSpec and returning a model")
+    run.add_argument("--seed", type=int, default=0, metavar="N", help="seed of weights and batch order (default 0)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    run.add_argument("--learning-rate", type=float, default=1e-3, metavar="X", help="Adam learning rate (1e-3)")
+    run.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs that support it)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    for name, text in (("evaluate", "metrics of a run's model on a store split"),
+                       ("predict", "write predictions of a run's model for a store split")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("run_dir", metavar="RUN_DIR")
+        cmd.add_argument("store", metavar="STORE")
+        cmd.add_argument("--split", default="validation", help="split (default validation)")
+        cmd.add_argument("--workers", type=int, default=2, metavar="N", help="loader threads (default 2)")
+        if name == "predict":
+            cmd.add_argument("--out", required=True, metavar="PATH", help="CSV file, or a .zarr array")
+    return p
+
+
+def run_config(args: argparse.Namespace):
+    from .run import RunConfig
+    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
+    return RunConfig(store=args.store, out=args.out, label=args.label, features=features, epochs=args.epochs,
+                     batch_size=args.batch_size, workers=args.workers, use_multiprocessing=args.use_multiprocessing,
+                     model=args.model, seed=args.seed, resume=args.resume, learning_rate=args.learning_rate,
+                     mixed_precision=args.mixed_precision, verbose=0 if args.quiet else "auto")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from store.errors import StoreError
+    try:
+        if args.command == "run":
+            from .run import train
+            metrics = train(run_config(args))
+            print(f"trainer: finished; validation metrics {json.dumps(metrics)}; files in {args.out}",
+                  file=sys.stderr)
+        elif args.command == "evaluate":
+            from .run import evaluate
+            print(json.dumps(evaluate(args.run_dir, args.store, args.split, args.workers)))
+        else:
+            from .run import predict
+            print(f"trainer: predictions written to {predict(args.run_dir, args.store, args.out, args.split, args.workers)}",
+                  file=sys.stderr)
+    except StoreError as exc:
+        print(f"trainer: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("trainer: interrupted; run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The fast chunk reader returns exactly zarr-python's values, zero-copy for uncompressed stores, and names the
+array and chunk of anything damaged."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+from store import ChunkError, open_store
+from store.layout import shard_path
+from trainer.chunks import ArrayReader
+
+
+def _reader(path, array="float32", split="train"):
+    store = open_store(path)
+    return ArrayReader(path, split, array, dtype=store.schema.array_dtype(array),
+                       columns=len(store.schema.arrays[array]), rows=store.rows[split],
+                       batch_size=store.batch_size, chunks_per_shard=store.chunks_per_shard,
+                       compression=store.compression)
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+def test_chunks_equal_zarr_python(tmp_path, quest_csv, make_store, compression):
+    out, _ = make_store(quest_csv, batch_size=128, compression=compression)
+    for array in ("float32", "categorical", "int64"):
+        reader, ref = _reader(out, array), zarr.open_array(f"{out}/train/{array}")[:]
+        got = np.concatenate([reader.chunk(k) for k in range(reader.chunks)])
+        np.testing.assert_array_equal(got, ref)
+    assert reader.chunk(reader.chunks - 1).shape[0] == 3000 - 128 * 23  # short last chunk, no padding
+
+
+def test_uncompressed_chunks_are_views_of_the_page_cache(tmp_path, quest_csv, make_store):
+    out, _ = make_store(quest_csv, batch_size=128, compression="none")
+    chunk = _reader(out).chunk(3)
+    assert not chunk.flags.owndata and not chunk.flags.writeable  # a view into the mmap
+
+
+def _damage(path, array, flip=None, truncate=None):
+    shard = shard_path(path, "train", array, 0)
+    data = bytearray(open(shard, "rb").read())
+    if flip is not None:
+        data[flip] ^= 0xFF
+    if truncate is not None:
+        data = data[:truncate]
+    with open(shard, "wb") as f:
+        f.write(data)
+
+
+def test_flipped_byte_names_array_and_chunk(tmp_path, quest_csv, make_store):
+    out, _ = make_store(quest_csv, batch_size=128)
+    reader = _reader(out)
+    index = reader._shard(0)[2]
+    offset = int(index[5][0])
+    reader.close()
+    _damage(out, "float32", flip=offset + 10)
+    reader = _reader(out)
+    reader.chunk(4)  # neighbours are fine
+    with pytest.raises(ChunkError, match=r"train/float32: chunk 5 fails its CRC32C checksum"):
+        reader.chunk(5)
+
+
+def test_truncated_and_missing_shards(tmp_path, quest_csv, make_store):
+    out, _ = make_store(quest_csv, batch_size=128)
+    _damage(out, "float32", truncate=1000)
+    with pytest.raises(ChunkError, match=r"train/float32: shard 0 .*truncated|index fails"):
+        _reader(out).chunk(0)
+    os.remove(shard_path(out, "train", "categorical", 0))
+    with pytest.raises(ChunkError, match=r"train/categorical: shard 0 .* is missing"):
+        _reader(out, "categorical").chunk(0)

@@ -1,0 +1,106 @@
+"""trainer run / evaluate / predict: the run directory, resume with each epoch once, user models, CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import trainer.run  # noqa: E402
+from store import open_store  # noqa: E402
+from trainer.cli import build_parser, main, run_config  # noqa: E402
+from trainer.run import RunConfig, evaluate, predict, train  # noqa: E402
+
+
+def _history(run_dir):
+    with open(os.path.join(run_dir, "history.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_flag_reaches_the_config():
+    args = build_parser().parse_args(
+        ["run", "s.zarr", "--out", "r", "--label", "y", "--features", "a, b,c", "--epochs", "7", "--batch-size",
+         "2000", "--workers", "3", "--use-multiprocessing", "--model", "m:f", "--seed", "4", "--resume",
+         "--learning-rate", "0.01", "--mixed-precision", "--quiet"])
+    cfg = run_config(args)
+    assert (cfg.store, cfg.out, cfg.label, cfg.features, cfg.epochs) == ("s.zarr", "r", "y", ["a", "b", "c"], 7)
+    assert (cfg.batch_size, cfg.workers, cfg.use_multiprocessing, cfg.model) == (2000, 3, True, "m:f")
+    assert (cfg.seed, cfg.resume, cfg.learning_rate, cfg.mixed_precision, cfg.verbose) == (4, True, 0.01, True, 0)
+
+
+def test_run_writes_the_run_directory(quest_store, tmp_path):
+    run_dir = str(tmp_path / "run")
+    metrics = train(RunConfig(quest_store, run_dir, epochs=2, verbose=0))
+    for name in ("model.keras", "config.json", "history.csv", "metrics.json", "learning_curve.png",
+                 "checkpoints/epoch_001.keras", "checkpoints/epoch_002.keras", "logs"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    rows = _history(run_dir)
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
+    assert 0.5 < metrics["accuracy"] <= 1.0
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["label"] == "clear" and config["task"]["kind"] == "binary" and len(config["features"]) == 44
+    assert evaluate(run_dir, quest_store)["accuracy"] == pytest.approx(metrics["accuracy"])
+    out = predict(run_dir, quest_store, str(tmp_path / "p.csv"))
+    rows = list(csv.reader(open(out)))
+    split_rows = open_store(quest_store).rows
+    assert rows[0] == ["row", "p_1"] and len(rows) == 1 + split_rows["validation"]
+    zarr_out = predict(run_dir, quest_store, str(tmp_path / "p.zarr"), split="train")
+    import zarr
+    assert zarr.open_array(zarr_out).shape == (split_rows["train"], 1)
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_logs_each_epoch_once(quest_store, tmp_path, monkeypatch):
+    run_dir = str(tmp_path / "run")
+    real = trainer.run._callbacks
+
+    class CrashAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise _Crash()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer.run, "_callbacks", lambda cfg, seq: real(cfg, seq) + [CrashAfterSecondEpoch()])
+        with pytest.raises(_Crash):
+            train(RunConfig(quest_store, run_dir, epochs=3, verbose=0))
+    with pytest.raises(Exception, match="already holds a run; pass --resume"):
+        train(RunConfig(quest_store, run_dir, epochs=3, verbose=0))
+    train(RunConfig(quest_store, run_dir, epochs=3, verbose=0, resume=True))
+    assert [r["epoch"] for r in _history(run_dir)] == ["0", "1", "2"]
+
+
+def test_user_model_and_feature_subset(quest_store, tmp_path, capsys):
+    run_dir = str(tmp_path / "wide")
+    assert main(["run", quest_store, "--out", run_dir, "--epochs", "1", "--quiet", "--model",
+                 "trainer.example_model:build", "--features", "level,difficulty,f00,f01"]) == 0
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["features"] == ["level", "f00", "f01", "difficulty"]
+    assert keras.models.load_model(os.path.join(run_dir, "model.keras")).name == "wide"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "{store}", "--label", "nope"], "unknown column 'nope'"),
+    (["run", "{store}", "--features", "clear,f00"], "cannot also be a feature"),
+    (["run", "{store}", "--batch-size", "150"], "not a multiple of the store's chunk rows (100)"),
+    (["run", "{store}", "--model", "no_such_module:f"], "cannot import 'no_such_module'"),
+    (["run", "{store}", "--model", "mlp2"], "expected mlp or MODULE:FUNCTION"),
+    (["run", "{store}", "--epochs", "0"], "--epochs must be >= 1"),
+    (["run", "{missing}"], "no such store"),
+    (["evaluate", "{tmp}", "{store}"], "not a finished run"),
+])
+def test_user_errors_are_one_line(quest_store, tmp_path, capsys, argv, message):
+    values = {"store": quest_store, "missing": str(tmp_path / "missing.zarr"), "tmp": str(tmp_path)}
+    argv = [a.format(**values) for a in argv]
+    if argv[0] == "run":
+        argv += ["--out", str(tmp_path / "run"), "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("trainer: error: ") and err.count("\n") == 1 and message in err

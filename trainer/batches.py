@@ -23,7 +23,6 @@ import numpy as np
 
 from store import open_store
 from store.errors import OptionError, SchemaError, StoreError
-from store.schema import Column
 
 from .chunks import ArrayReader
 from .task import Task, task_for
@@ -33,14 +32,20 @@ __all__ = ["BatchSource", "iter_batches", "DEFAULT_WINDOW", "LoaderError", "init
 DEFAULT_WINDOW = 16
 
 
-@dataclass
-class _Group:
-    """The columns one array contributes to an output (numeric features, categorical features or the label)."""
+@dataclass(frozen=True)
+class _Route:
+    """Copy ``source`` columns of one stored array into ``target`` columns of one output matrix."""
 
-    array: str
-    indices: list[int]
-    fill: np.ndarray | None  # numeric: replacement for missing, per column
-    missing: float | int | None  # stored missing value of the array (None for float32: NaN)
+    output: str  # numeric, categorical or label
+    source: slice | list[int]
+    target: slice | list[int]
+
+
+def _as_slice(indices: list[int]) -> slice | list[int]:
+    """A slice when the indices are consecutive (a plain copy instead of fancy indexing)."""
+    if indices and indices == list(range(indices[0], indices[0] + len(indices))):
+        return slice(indices[0], indices[0] + len(indices))
+    return indices
 
 
 class BatchSource:
@@ -78,13 +83,17 @@ class BatchSource:
         train_stats = store.statistics.get("train", {})
         self.task: Task | None = task_for(self.label, train_stats.get(label, {})) if self.label else None
         self.stats = {n: train_stats.get(n, {}) for n in names}
-        self._groups = {"numeric": self._plan(self.numeric, train_stats), "categorical": self._plan(self.categorical),
-                        "label": self._plan([self.label] if self.label else [])}
+        self._routes = self._plan()
+        split_stats = store.statistics.get(split, {})
+        # missing numeric values -> train mean; only columns with missing values in this split are checked
+        self._fills = [(j, None if c.kind == "float" else np.float32(c.missing_value),
+                        np.float32(_mean(self.stats[c.name])))
+                       for j, c in enumerate(self.numeric) if split_stats.get(c.name, {}).get("missing", 1)]
         self.readers = {a: ArrayReader(path, split, a, dtype=self.schema.array_dtype(a),
                                        columns=len(self.schema.arrays[a]), rows=self.rows,
                                        batch_size=self.chunk_rows, chunks_per_shard=store.chunks_per_shard,
                                        compression=store.compression)
-                        for a in {g.array for groups in self._groups.values() for g in groups}}
+                        for a in self._routes}
 
     def _check_batch_size(self, batch_size: int | None) -> int:
         if batch_size is None:
@@ -103,17 +112,17 @@ class BatchSource:
         if not names:
             raise SchemaError("no feature columns; pass --features a,b,...")
 
-    def _plan(self, columns: list[Column], stats: dict | None = None) -> list[_Group]:
-        groups: dict[str, _Group] = {}
-        for col in columns:
-            g = groups.setdefault(col.array, _Group(col.array, [], None, None if col.kind == "float"
-                                                     else col.missing_value))
-            g.indices.append(col.index)
-        if stats is not None:
-            for g in groups.values():
-                cols = [c for c in columns if c.array == g.array]
-                g.fill = np.array([_mean(stats.get(c.name, {})) for c in cols], dtype=np.float64)
-        return list(groups.values())
+    def _plan(self) -> dict[str, list[_Route]]:
+        """Per stored array: which of its columns go where in the outputs."""
+        outputs = {"numeric": self.numeric, "categorical": self.categorical,
+                   "label": [self.label] if self.label is not None else []}
+        routes: dict[str, list[_Route]] = {}
+        for output, columns in outputs.items():
+            for array in dict.fromkeys(c.array for c in columns):
+                pairs = [(c.index, j) for j, c in enumerate(columns) if c.array == array]
+                routes.setdefault(array, []).append(
+                    _Route(output, _as_slice([p[0] for p in pairs]), _as_slice([p[1] for p in pairs])))
+        return routes
 
     # -- order ------------------------------------------------------------------------------------------------
 
@@ -143,41 +152,42 @@ class BatchSource:
     # -- data -------------------------------------------------------------------------------------------------
 
     def load_window(self, epoch: int, w: int) -> dict[str, np.ndarray]:
-        """Every batch of window ``w`` of ``epoch``, converted: ``numeric``, ``categorical``, ``y``, ``weight``."""
+        """Every batch of window ``w`` of ``epoch``, converted: ``numeric``, ``categorical``, ``y``, ``weight``.
+
+        Chunks are decoded straight into the output matrices: one copy does the type conversion and, when
+        shuffling, the scatter of each row to its permuted place in the window.
+        """
         chunks = self.window_chunks(epoch, w)
-        raw = {a: np.concatenate([r.chunk(int(k)) for k in chunks]) for a, r in self.readers.items()}
-        if self.shuffle:
-            perm = np.random.default_rng([self.seed, epoch, w]).permutation(len(next(iter(raw.values()))))
-            raw = {a: v[perm] for a, v in raw.items()}
-        out = {}
-        if self.numeric:
-            out["numeric"] = self._numeric(raw)
-        if self.categorical:
-            out["categorical"] = np.concatenate([raw[g.array][:, g.indices] for g in self._groups["categorical"]],
-                                                axis=1).astype(np.int32)
+        sizes = [min(self.chunk_rows, self.rows - int(k) * self.chunk_rows) for k in chunks]
+        n = sum(sizes)
+        out = {"numeric": np.empty((n, len(self.numeric)), np.float32),
+               "categorical": np.empty((n, len(self.categorical)), np.int32)}
         if self.label is not None:
-            y, missing = self.task.targets(self.label, raw[self.label.array][:, self.label.index])
-            out["y"] = y
+            out["label"] = np.empty((n, 1), self.schema.array_dtype(self.label.array))
+        # shuffled: each chunk's rows are scattered to their permuted places in the same copy
+        perm = np.random.default_rng([self.seed, epoch, w]).permutation(n) if self.shuffle else None
+        start = 0
+        for k, size in zip(chunks, sizes):
+            rows = perm[start:start + size] if perm is not None else slice(start, start + size)
+            for array, routes in self._routes.items():
+                data = self.readers[array].chunk(int(k))
+                for r in routes:
+                    if isinstance(rows, slice) or isinstance(r.target, slice):
+                        out[r.output][rows, r.target] = data[:, r.source]
+                    else:  # two index lists: the cross product, not pairs
+                        out[r.output][np.ix_(rows, r.target)] = data[:, r.source]
+            start += size
+        numeric = out["numeric"]
+        for j, missing_value, fill in self._fills:
+            column = numeric[:, j]
+            column[np.isnan(column) if missing_value is None else column == missing_value] = fill
+        result = {k: out[k] for k in ("numeric", "categorical") if out[k].shape[1]}
+        if self.label is not None:
+            y, missing = self.task.targets(self.label, out["label"][:, 0])
+            result["y"] = y
             if missing.any():
-                out["weight"] = (~missing).astype(np.float32)
-        return out
-
-    def _numeric(self, raw: dict) -> np.ndarray:
-        parts = []
-        for g in self._groups["numeric"]:
-            values = raw[g.array][:, g.indices]
-            missing = np.isnan(values) if g.missing is None else values == g.missing
-            values = values.astype(np.float32)
-            if missing.any():
-                values = np.where(missing, g.fill.astype(np.float32), values)
-            parts.append(values)
-        order = np.argsort(self._numeric_positions(), kind="stable")
-        return np.concatenate(parts, axis=1)[:, order] if len(parts) > 1 else parts[0]
-
-    def _numeric_positions(self) -> list[int]:
-        """Position in ``self.numeric`` of each column as the groups concatenate them."""
-        pos = {(c.array, c.index): i for i, c in enumerate(self.numeric)}
-        return [pos[(g.array, j)] for g in self._groups["numeric"] for j in g.indices]
+                result["weight"] = (~missing).astype(np.float32)
+        return result
 
     def batch_from(self, window: dict[str, np.ndarray], j: int) -> tuple:
         """Batch ``j`` of a loaded window, as Keras takes it."""

@@ -1,0 +1,168 @@
+"""Loader benchmark: µs per 1000-row batch, single thread, warm page cache, for the ways of feeding Keras from the
+same data — and the training-feed ratio (an epoch of ``fit(StoreSequence)`` against ``fit`` on the same batches
+already in RAM), for several worker settings.
+
+    python -m tools.bench_loader                 # 1M-row store (ingested if missing)
+    python -m tools.bench_loader --quick         # tiny, for the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+
+import numpy as np
+
+from .measure import machine, median
+from .synth import write_csv, write_split_files
+
+
+def _store(data: str, rows: int) -> str:
+    from ingest import IngestConfig, ingest
+    csv_path = os.path.join(data, f"quest_{rows}.csv")
+    store = os.path.join(data, f"quest_{rows}.zarr")
+    if not os.path.exists(csv_path):
+        write_csv(csv_path, rows, seed=0)
+    if not os.path.exists(store):
+        ingest(IngestConfig([csv_path], store, label="clear", val_fraction=0.1, progress=False))
+    return store
+
+
+def _per_batch(fn, n: int, repeat: int) -> float:
+    """Median over ``repeat`` passes of the mean µs per call of ``fn(i)`` for i in 0..n-1 (first pass warms)."""
+    times = []
+    for _ in range(repeat + 1):
+        started = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        times.append((time.perf_counter() - started) / n * 1e6)
+    return median(times[1:])
+
+
+def loader_table(store: str, data: str, batches: int, repeat: int) -> list[str]:
+    import pandas as pd
+    import zarr
+
+    from trainer.batches import BatchSource
+    source = BatchSource(store, "train", label="clear")
+    batches = min(batches, len(source) - 1)
+    per = source.batches_per_window()
+    group = zarr.open_group(store, mode="r")["train"]
+    arrays = [group[name] for name in source.readers]
+    # the physical floor: the same bytes per batch copied out of a np.memmap
+    width = sum(a.shape[1] * a.dtype.itemsize for a in arrays)
+    raw_path = os.path.join(data, "floor.bin")
+    if not os.path.exists(raw_path) or os.path.getsize(raw_path) != width * source.rows:
+        with open(raw_path, "wb") as f:
+            for start in range(0, source.rows, 100_000):
+                parts = [np.ascontiguousarray(a[start:start + 100_000]).view(np.uint8) for a in arrays]
+                f.write(np.concatenate(parts, axis=1).tobytes())
+    mm = np.memmap(raw_path, dtype=np.uint8, mode="r").reshape(source.rows, width)
+    bs = source.batch_size
+    split_dir = os.path.join(data, "splited")
+    if len(glob.glob(os.path.join(split_dir, "*.csv"))) < batches:
+        write_split_files(split_dir, batches * bs, seed=0, rows_per_file=bs)
+    files = sorted(glob.glob(os.path.join(split_dir, "*.csv")))
+
+    def seed_style(i):  # the article's Sequence: one read_csv per 1000-row file, fillna, one-hot label
+        frame = pd.read_csv(files[i]).fillna(0)
+        y = np.eye(2, dtype=np.float32)[frame.pop("clear").to_numpy()]
+        return frame.select_dtypes("number").to_numpy(np.float32), y
+
+    windows = max(1, batches // per)
+    # StoreSequence decodes a window of chunks once and slices its batches: time whole windows, per batch
+    results = {
+        "np.memmap copy of the same bytes (floor)": _per_batch(lambda i: np.array(mm[i * bs:(i + 1) * bs]),
+                                                               batches, repeat),
+        "StoreSequence (this project; window decode, per batch)": _per_batch(
+            lambda w: [source.batch_from(window, j) for window in [source.load_window(0, w)] for j in range(per)],
+            windows, repeat) / per,
+        "zarr-python array API, same chunks": _per_batch(lambda i: [a[i * bs:(i + 1) * bs] for a in arrays],
+                                                         batches, repeat),
+        "seed-style: pandas.read_csv per 1000-row file": _per_batch(seed_style, batches, repeat),
+    }
+    floor = results["np.memmap copy of the same bytes (floor)"]
+    lines = [f"| loader ({bs}-row batches, single thread, warm cache) | µs/batch | rows/s | vs floor |",
+             "|---|---|---|---|"]
+    for name, us in results.items():
+        lines.append(f"| {name} | {us:,.0f} | {bs / us * 1e6:,.0f} | {us / floor:.1f}x |")
+    return lines
+
+
+def feed_table(store: str, epochs: int, settings: list[tuple[int, bool]]) -> list[str]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from trainer.model import compile_for, default_model, spec_for
+    from trainer.sequence import StoreSequence
+
+    class EpochTimes(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times, self._t = [], 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self._t)
+
+    def timed_fit(model, data, **kw):
+        cb = EpochTimes()
+        model.fit(data, epochs=epochs, verbose=0, callbacks=[cb], shuffle=False, **kw)
+        return median(cb.times[1:]) if len(cb.times) > 1 else cb.times[0]
+
+    seq = StoreSequence(store, "train")
+    spec = spec_for(seq.source)
+    # the floor: the same batches (epoch 0's order) already in RAM as numpy arrays
+    batches = [seq.source.batch(i, 0) for i in range(len(seq))]
+    x = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0]}
+    y = np.concatenate([b[1] for b in batches])
+    del batches
+
+    def fresh():
+        keras.utils.set_random_seed(0)
+        model = default_model(spec)
+        compile_for(model, spec.task, 1e-3)
+        return model
+
+    ram = timed_fit(fresh(), x, y=y, batch_size=seq.source.batch_size)
+    lines = [f"| feed ({len(seq)} batches/epoch, default MLP) | s/epoch | vs in-RAM numpy |", "|---|---|---|",
+             f"| in-RAM numpy arrays (floor) | {ram:.2f} | 1.00x |"]
+    for workers, processes in settings:
+        data = StoreSequence(store, "train", workers=workers, use_multiprocessing=processes)
+        t = timed_fit(fresh(), data)
+        data.close()
+        kind = f"{workers} process{'es' if workers > 1 else ''}" if processes else \
+            f"{workers} thread{'s' if workers > 1 else ''}"
+        lines.append(f"| StoreSequence, {kind} | {t:.2f} | {t / ram:.2f}x |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_loader", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batches", type=int, default=400, help="batches timed per loader (default 400)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per feed measurement (first is warm-up)")
+    parser.add_argument("--data", default="data/bench")
+    parser.add_argument("--no-feed", action="store_true", help="skip the training-feed measurement")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (for the test suite)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.batches, args.repeat, args.epochs = 20_000, 16, 1, 2
+    os.makedirs(args.data, exist_ok=True)
+    store = _store(args.data, args.rows)
+    lines = [f"machine: {machine()}", ""] + loader_table(store, args.data, args.batches, args.repeat)
+    if not args.no_feed:
+        settings = [(1, False), (2, False)] if args.quick else [(1, False), (2, False), (4, False), (2, True)]
+        lines += [""] + feed_table(store, args.epochs, settings)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

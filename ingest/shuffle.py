@@ -9,7 +9,6 @@ blocks depend only on the input bytes, the result is the same for any number of 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 
@@ -85,10 +84,14 @@ def bucket_permutation(seed: int, bucket: int, rows: int) -> np.ndarray:
 
 
 def save_array(path: str, values: np.ndarray) -> None:
-    """``np.save`` through a temporary name (and through ``write``, which reports ENOSPC with its errno)."""
-    buffer = io.BytesIO()
-    np.save(buffer, values, allow_pickle=False)
-    _write(path, buffer.getbuffer())
+    """``np.save`` through a temporary name, writing the data with ``write`` (no extra copy, and a full disk
+    reports ENOSPC with its errno, which ``ndarray.tofile`` does not)."""
+    values = np.ascontiguousarray(values)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(values))
+        f.write(memoryview(values.reshape(-1).view(np.uint8)))
+    os.replace(tmp, path)
 
 
 def _write(path: str, data) -> None:

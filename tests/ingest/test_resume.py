@@ -3,6 +3,7 @@ store an uninterrupted run gives. Existing outputs are never touched without --o
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
@@ -75,10 +76,19 @@ KILLED_INGEST = textwrap.dedent("""
 """)
 
 
+def _stage_reached(work: str, stage: str) -> bool:
+    """Has the ingest working in ``work`` reached ``stage`` (files that only exist from then on)?"""
+    if stage == "parsing":
+        return len(glob.glob(os.path.join(work, "spill", "*.json"))) >= 3
+    if stage == "shuffling":
+        return bool(glob.glob(os.path.join(work, "sorted", "*.done")))
+    return bool(glob.glob(os.path.join(work, "store", "train", "*", "c", "*", "0")))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.0, 0.3, 0.8])
-def test_kill_9_then_resume(tmp_path, quest_csv, delay):
-    """A real SIGKILL at some moment of the ingest; --resume must finish it identically."""
+@pytest.mark.parametrize("stage", ["parsing", "shuffling", "writing"])
+def test_kill_9_then_resume(tmp_path, quest_csv, stage):
+    """A real SIGKILL in each stage of the ingest; --resume must finish it identically."""
     args = [quest_csv, "--label", "clear", "--val-fraction", "0.1", "--batch-size", "40", "--workers", "2",
             "--quiet"]
     script = tmp_path / "run.py"
@@ -88,10 +98,9 @@ def test_kill_9_then_resume(tmp_path, quest_csv, delay):
     out = str(tmp_path / "out.zarr")
     proc = subprocess.Popen([sys.executable, str(script), *args, "--out", out], start_new_session=True,
                             env=subprocess_env())
-    deadline = time.monotonic() + 20
-    while not os.path.exists(partial_path(out)) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(delay)
+    deadline = time.monotonic() + 60
+    while not _stage_reached(partial_path(out), stage) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     if os.path.exists(out) and not os.path.exists(partial_path(out)):

@@ -1,0 +1,41 @@
+"""The benchmarks run at tiny size in the suite, so they cannot silently break."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tools import bench_ingest, bench_loader, bench_quality
+
+
+def _rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
+
+
+def test_ingest_benchmark_quick(tmp_path, capsys):
+    assert bench_ingest.main(["--quick", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("machine: ") and "cores" in out
+    row = _rows(out)[1]
+    assert re.search(r"\| 5,000 rows, \d+ MB \| lz4 \| [\d.]+ s .* \| [\d.]+x \| \d+ / \d+ MiB \| [\d.]+ \|", row)
+
+
+@pytest.mark.slow
+def test_loader_benchmark_quick(tmp_path, capsys):
+    assert bench_loader.main(["--quick", "--data", str(tmp_path)]) == 0
+    rows = _rows(capsys.readouterr().out)
+    names = [r.split("|")[1].strip() for r in rows]
+    assert "np.memmap copy of the same bytes (floor)" in names
+    assert any(n.startswith("StoreSequence (this project") for n in names)
+    assert "seed-style: pandas.read_csv per 1000-row file" in names
+    assert "in-RAM numpy arrays (floor)" in names and "StoreSequence, 2 threads" in names
+
+
+@pytest.mark.slow
+def test_quality_benchmark_quick(tmp_path, capsys):
+    assert bench_quality.main(["--quick", "--data", str(tmp_path)]) == 0
+    rows = _rows(capsys.readouterr().out)[1:]
+    assert len(rows) == 3
+    for row in rows:
+        assert 0.5 < float(row.split("|")[3]) <= 1.0

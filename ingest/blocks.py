@@ -8,7 +8,6 @@ and separators. Block boundaries depend only on the file's bytes, never on the n
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -31,41 +30,47 @@ class Block:
 
 
 def plan_blocks(files: list[SourceFile], block_bytes: int) -> Iterator[Block]:
-    """Every block of every file, in order (a generator: planning overlaps the parsing of earlier blocks)."""
+    """Every block of every file, in order (a generator: planning overlaps the parsing of earlier blocks).
+
+    Reads each file once in ``block_bytes`` pieces (plain reads, not mmap: mapped pages would count towards the
+    process's resident memory for the whole file).
+    """
     index = 0
     for f_index, src in enumerate(files):
-        with open(src.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            data = np.frombuffer(mm, dtype=np.uint8)
+        with open(src.path, "rb") as f:
             pos, line = src.data_start, src.header_lines + 1
-            try:
-                while pos < src.size:
-                    cut = _record_end_before(mm, data, pos, min(pos + block_bytes, src.size), src.size)
-                    yield Block(index, f_index, pos, cut, line)
-                    index += 1
-                    line += _count(data[pos:cut], 10)
-                    pos = cut
-            finally:
-                del data  # the mmap cannot close while numpy views it
+            while pos < src.size:
+                buf, cut = _read_records(f, pos, block_bytes, src.size)
+                yield Block(index, f_index, pos, pos + cut, line)
+                index += 1
+                line += buf.count(b"\n", 0, cut)
+                pos += cut
 
 
-def _count(view: np.ndarray, byte: int) -> int:
-    return int(np.count_nonzero(view == byte))
-
-
-def _record_end_before(mm, data: np.ndarray, start: int, stop: int, size: int) -> int:
-    """Offset just past the last newline outside quotes in ``start:stop`` (``start`` is a record boundary); if
-    there is none, the block grows until there is one, or up to the end of the file."""
+def _read_records(f, start: int, block_bytes: int, size: int) -> tuple[bytes, int]:
+    """Bytes read from ``start`` (a record boundary) and the length up to the last record boundary within
+    ``block_bytes``; more if a single record is longer than that; everything left at the end of the file."""
+    want = block_bytes
     while True:
-        if stop >= size:
-            return size
-        quotes = _count(data[start:stop], 34)
-        nl = mm.rfind(b"\n", start, stop)
-        while nl >= 0:
-            after = _count(data[nl:stop], 34)  # cheap: nl is near stop unless quoted newlines abound
-            if (quotes - after) % 2 == 0:
-                return nl + 1
-            nl = mm.rfind(b"\n", start, nl)
-        stop = min(size, stop + (stop - start))
+        f.seek(start)
+        buf = f.read(want)
+        if start + len(buf) >= size:
+            return buf, len(buf)
+        cut = _last_record_end(buf)
+        if cut is not None:
+            return buf, cut
+        want *= 2
+
+
+def _last_record_end(buf: bytes) -> int | None:
+    """Offset just past the last newline outside quotes (the buffer starts at a record boundary), or None."""
+    total = buf.count(b'"')
+    nl = buf.rfind(b"\n")
+    while nl >= 0:
+        if (total - buf.count(b'"', nl)) % 2 == 0:
+            return nl + 1
+        nl = buf.rfind(b"\n", 0, nl)
+    return None
 
 
 def split_records(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

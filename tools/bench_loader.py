@@ -20,14 +20,15 @@ from .measure import machine, median
 from .synth import write_csv, write_split_files
 
 
-def _store(data: str, rows: int) -> str:
+def _store(data: str, rows: int, compression: str = "lz4") -> str:
     from ingest import IngestConfig, ingest
     csv_path = os.path.join(data, f"quest_{rows}.csv")
-    store = os.path.join(data, f"quest_{rows}.zarr")
+    store = os.path.join(data, f"quest_{rows}_{compression}.zarr")
     if not os.path.exists(csv_path):
         write_csv(csv_path, rows, seed=0)
     if not os.path.exists(store):
-        ingest(IngestConfig([csv_path], store, label="clear", val_fraction=0.1, progress=False))
+        ingest(IngestConfig([csv_path], store, label="clear", val_fraction=0.1, progress=False,
+                            compression=compression))
     return store
 
 
@@ -42,14 +43,23 @@ def _per_batch(fn, n: int, repeat: int) -> float:
     return median(times[1:])
 
 
-def loader_table(store: str, data: str, batches: int, repeat: int) -> list[str]:
+def _window_us(store: str, batches: int, repeat: int) -> float:
+    """StoreSequence decodes a window of chunks once and slices its batches: time whole windows, per batch."""
+    from trainer.batches import BatchSource
+    source = BatchSource(store, "train", label="clear")
+    per = source.batches_per_window()
+    windows = max(1, min(batches, len(source) - 1) // per)
+    return _per_batch(lambda w: [source.batch_from(window, j) for window in [source.load_window(0, w)]
+                                 for j in range(per)], windows, repeat) / per
+
+
+def loader_table(store: str, data: str, batches: int, repeat: int, mapped_store: str) -> list[str]:
     import pandas as pd
     import zarr
 
     from trainer.batches import BatchSource
     source = BatchSource(store, "train", label="clear")
     batches = min(batches, len(source) - 1)
-    per = source.batches_per_window()
     group = zarr.open_group(store, mode="r")["train"]
     arrays = [group[name] for name in source.readers]
     # the physical floor: the same bytes per batch copied out of a np.memmap
@@ -72,14 +82,11 @@ def loader_table(store: str, data: str, batches: int, repeat: int) -> list[str]:
         y = np.eye(2, dtype=np.float32)[frame.pop("clear").to_numpy()]
         return frame.select_dtypes("number").to_numpy(np.float32), y
 
-    windows = max(1, batches // per)
-    # StoreSequence decodes a window of chunks once and slices its batches: time whole windows, per batch
     results = {
         "np.memmap copy of the same bytes (floor)": _per_batch(lambda i: np.array(mm[i * bs:(i + 1) * bs]),
                                                                batches, repeat),
-        "StoreSequence (this project; window decode, per batch)": _per_batch(
-            lambda w: [source.batch_from(window, j) for window in [source.load_window(0, w)] for j in range(per)],
-            windows, repeat) / per,
+        "StoreSequence (this project, lz4 store)": _window_us(store, batches, repeat),
+        "StoreSequence, --compression none store (mmap)": _window_us(mapped_store, batches, repeat),
         "zarr-python array API, same chunks": _per_batch(lambda i: [a[i * bs:(i + 1) * bs] for a in arrays],
                                                          batches, repeat),
         "seed-style: pandas.read_csv per 1000-row file": _per_batch(seed_style, batches, repeat),
@@ -156,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rows, args.batches, args.repeat, args.epochs = 20_000, 16, 1, 2
     os.makedirs(args.data, exist_ok=True)
     store = _store(args.data, args.rows)
-    lines = [f"machine: {machine()}", ""] + loader_table(store, args.data, args.batches, args.repeat)
+    lines = [f"machine: {machine()}", ""] + loader_table(store, args.data, args.batches, args.repeat,
+                                                         _store(args.data, args.rows, "none"))
     if not args.no_feed:
         settings = [(1, False), (2, False)] if args.quick else [(1, False), (2, False), (4, False), (2, True)]
         lines += [""] + feed_table(store, args.epochs, settings)

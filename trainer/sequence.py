@@ -83,30 +83,31 @@ class StoreSequence(keras.utils.PyDataset):
         return self.source.batch_from(window, j)
 
     def _future(self, key) -> cf.Future:
+        """The window's future: submitted to the process pool, or loaded by the first thread that needs it
+        (outside the lock, so threads load different windows in parallel; others wait on the future)."""
         with self._lock:
             future = self._windows.get(key)
+            load_here = future is None and not self.processes
             if future is None:
-                future = self._submit(*key)
+                future = self._pool_submit(*key) if self.processes else cf.Future()
                 self._windows[key] = future
                 self._served[key] = 0
                 while len(self._windows) > _CACHED_WINDOWS:
                     old, _ = self._windows.popitem(last=False)
                     self._served.pop(old, None)
-            return future
-
-    def _submit(self, epoch: int, w: int) -> cf.Future:
-        if self.processes:
-            if self._pool is None:
-                # spawn: the workers import numpy and this package's reader, never TensorFlow (see trainer/__init__)
-                self._pool = cf.ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                                    initializer=init_worker, initargs=(self.source,))
-            return self._pool.submit(load_window_in_worker, epoch, w)
-        future: cf.Future = cf.Future()
-        try:
-            future.set_result(self.source.load_window(epoch, w))
-        except Exception as exc:  # noqa: BLE001 - delivered to every batch of the window
-            future.set_exception(exc)
+        if load_here:
+            try:
+                future.set_result(self.source.load_window(*key))
+            except Exception as exc:  # noqa: BLE001 - delivered to every batch of the window
+                future.set_exception(exc)
         return future
+
+    def _pool_submit(self, epoch: int, w: int) -> cf.Future:
+        if self._pool is None:
+            # spawn: the workers import numpy and this package's reader, never TensorFlow (see trainer/__init__)
+            self._pool = cf.ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=init_worker, initargs=(self.source,))
+        return self._pool.submit(load_window_in_worker, epoch, w)
 
     def _count(self, key) -> None:
         with self._lock:

@@ -101,3 +101,15 @@ def test_read_frame_slices_and_columns(quest_csv, make_store):
     assert list(part.columns) == ["clear", "quest_name"] and list(part.index) == list(range(10, 20))
     full = pd.read_csv(quest_csv)
     assert part["quest_name"].tolist() == full["quest_name"].iloc[10:20].tolist()
+
+
+def test_folders_globs_and_files_without_final_newline(tmp_path, make_store):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "b.csv").write_bytes(b"\xef\xbb\xbfid,name\r\n3,c\r\n4,d")  # BOM, CRLF, no final newline
+    (folder / "a.csv").write_text("id,name\n1,a\n2,b\n")
+    (folder / "notes.txt").write_text("not a csv")
+    out, result = make_store(str(folder), shuffle=False)
+    assert open_store(out).read_frame("train")["id"].tolist() == [1, 2, 3, 4]  # name order, all rows
+    out, result = make_store(str(folder / "*.csv"), shuffle=False)
+    assert result.rows == {"train": 4}

@@ -107,6 +107,14 @@ class Store:
         if split not in self.rows:
             raise OptionError(f"{self.path}: no split {split!r}; the store has {', '.join(self.rows)}", path=self.path)
 
+    def chunk_reader(self, split: str, name: str):
+        """The fast reader of one array (:class:`store.chunks.ArrayReader`): chunk ``k`` by index."""
+        from .chunks import ArrayReader
+        self.check_split(split)
+        return ArrayReader(self.path, split, name, dtype=self.schema.array_dtype(name),
+                           columns=len(self.schema.arrays[name]), rows=self.rows[split], batch_size=self.batch_size,
+                           chunks_per_shard=self.chunks_per_shard, compression=self.compression)
+
     def array(self, split: str, name: str) -> zarr.Array:
         """The zarr-python array ``split/name`` (opened once, cached)."""
         key = (split, name)

@@ -24,7 +24,6 @@ import numpy as np
 from store import open_store
 from store.errors import OptionError, SchemaError, StoreError
 
-from .chunks import ArrayReader
 from .task import Task, task_for
 
 __all__ = ["BatchSource", "iter_batches", "DEFAULT_WINDOW", "LoaderError", "init_worker", "load_window_in_worker"]
@@ -89,11 +88,7 @@ class BatchSource:
         self._fills = [(j, None if c.kind == "float" else np.float32(c.missing_value),
                         np.float32(_mean(self.stats[c.name])))
                        for j, c in enumerate(self.numeric) if split_stats.get(c.name, {}).get("missing", 1)]
-        self.readers = {a: ArrayReader(path, split, a, dtype=self.schema.array_dtype(a),
-                                       columns=len(self.schema.arrays[a]), rows=self.rows,
-                                       batch_size=self.chunk_rows, chunks_per_shard=store.chunks_per_shard,
-                                       compression=store.compression)
-                        for a in self._routes}
+        self.readers = {a: store.chunk_reader(split, a) for a in self._routes}
 
     def _check_batch_size(self, batch_size: int | None) -> int:
         if batch_size is None:

@@ -15,9 +15,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from store.errors import ChunkError
-from store.layout import shard_path
-from store.shard import EMPTY, ChunkCodec, read_index
+from .errors import ChunkError
+from .layout import shard_path
+from .shard import EMPTY, ChunkCodec, read_index
 
 __all__ = ["ArrayReader"]
 

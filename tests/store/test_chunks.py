@@ -11,15 +11,10 @@ import zarr
 
 from store import ChunkError, open_store
 from store.layout import shard_path
-from trainer.chunks import ArrayReader
 
 
 def _reader(path, array="float32", split="train"):
-    store = open_store(path)
-    return ArrayReader(path, split, array, dtype=store.schema.array_dtype(array),
-                       columns=len(store.schema.arrays[array]), rows=store.rows[split],
-                       batch_size=store.batch_size, chunks_per_shard=store.chunks_per_shard,
-                       compression=store.compression)
+    return open_store(path).chunk_reader(split, array)
 
 
 @pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])

@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(PY) -m tools.demo --rows $(DEMO_ROWS) --epochs $(DEMO_EPOCHS)
 
 bench: $(STAMP)
-	$(PY) -m tools.bench_ingest
+	$(PY) -m tools.bench
 
 clean:
 	rm -rf data/demo .pytest_cache

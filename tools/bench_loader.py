@@ -99,7 +99,9 @@ def loader_table(store: str, data: str, batches: int, repeat: int, mapped_store:
     return lines
 
 
-def feed_table(store: str, epochs: int, settings: list[tuple[int, bool]]) -> list[str]:
+def feed_table(store: str, epochs: int, settings: list[tuple[int, bool]], extra=(), split_dir: str = "") -> list[str]:
+    """Epoch times of the default MLP fed from RAM (the floor), from StoreSequence with each (workers, processes)
+    setting, and from each ``extra`` (name, factory(source, files) -> what fit takes) on ``split_dir``'s files."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
@@ -146,6 +148,11 @@ def feed_table(store: str, epochs: int, settings: list[tuple[int, bool]]) -> lis
         kind = f"{workers} process{'es' if workers > 1 else ''}" if processes else \
             f"{workers} thread{'s' if workers > 1 else ''}"
         lines.append(f"| StoreSequence, {kind} | {t:.2f} | {t / ram:.2f}x |")
+    files = sorted(glob.glob(os.path.join(split_dir, "*.csv")))[:len(seq)] if split_dir else []
+    for name, factory in extra:
+        t = timed_fit(fresh(), factory(seq.source, files))
+        lines.append(f"| {name} | {t:.2f} | {t / ram:.2f}x |")
+    seq.close()
     return lines
 
 

@@ -39,3 +39,17 @@ def test_quality_benchmark_quick(tmp_path, capsys):
     assert len(rows) == 3
     for row in rows:
         assert 0.5 < float(row.split("|")[3]) <= 1.0
+
+
+@pytest.mark.slow
+def test_suite_quick_writes_tables_and_charts(tmp_path, capsys):
+    from tools import bench
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    names = [r.split("|")[1].strip() for r in _rows(out)]
+    for expected in ("ingest (this project, all cores)", "pyarrow.csv streaming pass",
+                     "tf.data make_csv_dataset, 1000-row files", "seed-style CSV Sequence, 2 worker processes",
+                     "tf.data make_csv_dataset", "in-RAM numpy arrays (floor)"):
+        assert expected in names
+    for name in ("bench.md", "ingest.png", "loader.png", "feed.png"):
+        assert (tmp_path / name).stat().st_size > 1000

@@ -77,9 +77,7 @@ def _ingest(config: IngestConfig, started: float) -> IngestResult:
         raise SchemaError(f"--label {config.label!r} is not a column of {files[0].path}; the header has: "
                           f"{', '.join(header)}", column=config.label)
     work = partial_path(config.out)
-    done = _prepare_output(config, work)
-    if done is not None:
-        return done
+    _prepare_output(config, work)
     kinds = infer_kinds(files[0], header, encoding=config.encoding, sample_rows=config.sample_rows,
                         explicit=config.dtypes)
     total = sum(f.size - f.data_start for f in files)
@@ -104,7 +102,7 @@ def _ingest(config: IngestConfig, started: float) -> IngestResult:
                         total, time.monotonic() - started)
 
 
-def _prepare_output(config: IngestConfig, work: str) -> IngestResult | None:
+def _prepare_output(config: IngestConfig, work: str) -> None:
     """Check what exists at OUT and OUT.partial against --overwrite / --resume; clean what must go."""
     out = config.out
     if os.path.exists(out):
@@ -118,14 +116,13 @@ def _prepare_output(config: IngestConfig, work: str) -> IngestResult | None:
             raise OutputExistsError(f"{out} exists; pass --overwrite to replace it", path=out)
     if os.path.exists(work):
         if config.resume:
-            return None
+            return
         if not config.overwrite:
             raise OutputExistsError(f"{work} holds an interrupted ingest of {out}; pass --resume to continue it or "
                                     "--overwrite to start over", path=work)
         shutil.rmtree(work)
     os.makedirs(os.path.join(work, "spill"))
     os.makedirs(os.path.join(work, "sorted"))
-    return None
 
 
 def _is_store(path: str) -> bool:

@@ -77,7 +77,7 @@ def loader_section(store: str, mapped: str, data: str, batches: int, repeat: int
 
 def feed_section(store: str, data: str, epochs: int, quick: bool) -> tuple[list[str], dict]:
     from .feeds import csv_sequence, tf_csv_dataset
-    lines = bench_loader.feed_table(store, epochs, [(4, False)] if not quick else [(2, False)],
+    lines = bench_loader.feed_table(store, epochs, [(1, False), (2, False), (2, True)] if not quick else [(2, False)],
                                     extra=[("seed-style CSV Sequence, 2 worker processes", csv_sequence),
                                            ("tf.data make_csv_dataset", tf_csv_dataset)],
                                     split_dir=os.path.join(data, "splited_train"))

@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, default=3, metavar="N", help="epochs (default 3)")
     run.add_argument("--batch-size", type=int, metavar="N", help="a multiple of the store's chunk rows (default: "
                                                                  "the chunk rows)")
-    run.add_argument("--workers", type=int, default=4, metavar="N",
-                     help="loader threads or processes (default 4: the fastest feed measured, see README)")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="loader threads or processes (default 1: on 2 cores more threads only compete with the "
+                          "model for CPU, see README; try 2-4 with a GPU)")
     run.add_argument("--use-multiprocessing", action="store_true", help="decode batches in worker processes")
     run.add_argument("--model", default="mlp", metavar="mlp|MODULE:FUNCTION",
                      help="mlp (default) or a function receiving a trainer.model.ModelSpec and returning a model")

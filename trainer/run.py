@@ -37,7 +37,7 @@ class RunConfig:
     features: list[str] | None = None
     epochs: int = 3
     batch_size: int | None = None
-    workers: int = 4
+    workers: int = 1
     use_multiprocessing: bool = False
     model: str = "mlp"
     seed: int = 0

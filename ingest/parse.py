@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,8 @@ INT_MISSING = np.iinfo(np.int64).min
 _PANDAS_DTYPES = {"float": "float64", "int": "Int64", "bool": "boolean", "category": "category", "datetime": object}
 _PREFIX = {"float": b"0", "int": b"0", "bool": b"false", "category": b"", "datetime": b""}
 _NA_IN_INT = re.compile(r"Integer column has NA values in column (\d+)")
+# Diagnosing a bad record uses the csv module, whose default field limit (128 KiB) a hostile field can exceed.
+csv.field_size_limit(2**31 - 1)
 
 
 class _Reject(Exception):
@@ -112,9 +115,11 @@ class BlockParser:
     def _parse(self, data: bytes, expected_rows: int | None = None) -> Parsed:
         while True:
             try:
-                frame = pd.read_csv(io.BytesIO(self._prefix + data), header=None, names=self.header,
-                                    index_col=False, dtype=self.dtypes, encoding=self.encoding, engine="c",
-                                    on_bad_lines="error")
+                with warnings.catch_warnings():  # e.g. "invalid value in cast" before pandas raises on 1e999
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    frame = pd.read_csv(io.BytesIO(self._prefix + data), header=None, names=self.header,
+                                        index_col=False, dtype=self.dtypes, encoding=self.encoding, engine="c",
+                                        on_bad_lines="error")
                 break
             except Exception as exc:  # any parser complaint sends the block to the exact slow path
                 found = _NA_IN_INT.search(str(exc))

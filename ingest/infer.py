@@ -39,9 +39,14 @@ def infer_kinds(src: SourceFile, header: list[str], *, encoding: str, sample_row
 
 
 def _read_sample(src: SourceFile, header: list[str], encoding: str, rows: int) -> pd.DataFrame:
+    data, want = b"", 1 << 20
     with open(src.path, "rb") as f:
-        f.seek(src.data_start)
-        data = f.read(min(64 * 2**20, max(1 << 20, rows * 4096)))
+        while True:  # read until the sample has enough lines (or 64 MiB, or the end of the file)
+            f.seek(src.data_start)
+            data = f.read(want)
+            if data.count(b"\n") > rows or len(data) < want or want >= 64 * 2**20:
+                break
+            want *= 4
     if len(data) < src.size - src.data_start and b"\n" in data:
         data = data[: data.rfind(b"\n") + 1]  # no torn last row in the sample
     try:

@@ -104,3 +104,30 @@ def test_user_errors_are_one_line(quest_store, tmp_path, capsys, argv, message):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("trainer: error: ") and err.count("\n") == 1 and message in err
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_ends_with_each_epoch_once(quest_store, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import subprocess_env
+    run_dir = str(tmp_path / "run")
+    argv = [sys.executable, "-m", "trainer", "run", quest_store, "--out", run_dir, "--epochs", "6", "--quiet"]
+    proc = subprocess.Popen(argv, env=subprocess_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    history = os.path.join(run_dir, "history.csv")
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if os.path.exists(history) and len(open(history).read().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if os.path.exists(os.path.join(run_dir, "metrics.json")):
+        pytest.skip("training finished before the kill")
+    resumed = subprocess.run(argv + ["--resume"], env=subprocess_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [r["epoch"] for r in _history(run_dir)] == ["0", "1", "2", "3", "4", "5"]

@@ -77,8 +77,9 @@ class StoreSequence(keras.utils.PyDataset):
         except cf.process.BrokenProcessPool:
             self._shutdown()
             raise LoaderError(f"a loader worker process died while reading batch {index} (window {w} of epoch "
-                              f"{self.epoch}) of {self.source.path}; it was killed or ran out of memory — check "
-                              "memory, or use threads (no --use-multiprocessing)") from None
+                              f"{self.epoch}) of {self.source.path}: killed, out of memory, or it could not start "
+                              "(worker processes are spawned: start training under `if __name__ == \"__main__\":`)"
+                              "; or use threads (no --use-multiprocessing)") from None
         self._count(key)
         return self.source.batch_from(window, j)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -114,9 +113,6 @@ class IngestConfig:
         keys = ("label", "batch_size", "val_fraction", "shuffle", "seed", "compression", "on_bad_rows",
                 "encoding", "dtypes", "sample_rows")
         return {k: getattr(self, k) for k in keys} | {"block_bytes": BLOCK_BYTES, "bucket_bytes": BUCKET_BYTES}
-
-    def to_json(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 def load_schema_file(path: str) -> dict[str, str]:

@@ -194,7 +194,7 @@ def _parse_pass(config: IngestConfig, ctx: passes.Context, total: int) -> list[d
 
 def _writer(config: IngestConfig, ctx: passes.Context, summary: Summary) -> StoreWriter:
     writer = StoreWriter(os.path.join(ctx.work, "store"), schema=ctx.schema, rows=summary.rows,
-                         batch_size=config.batch_size, chunks_per_shard=summary.chunks_per_shard(config.batch_size),
+                         batch_size=config.batch_size, chunks_per_shard=summary.chunks_per_shard(ctx.schema, config.batch_size),
                          compression=config.compression)
     if not os.path.exists(os.path.join(writer.path, "zarr.json")):
         writer.create()

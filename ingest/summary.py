@@ -84,8 +84,8 @@ class Summary:
             index[array] += 1
         return Schema(tuple(columns), self.label)
 
-    def chunks_per_shard(self, batch_size: int) -> int:
-        schema = self.schema()
+    @staticmethod
+    def chunks_per_shard(schema: Schema, batch_size: int) -> int:
         widest = max(len(cols) * schema.array_dtype(a).itemsize for a, cols in schema.arrays.items())
         return chunks_per_shard_for(batch_size, widest)
 

@@ -18,14 +18,7 @@ __all__ = [
     "ChunkError",
     "OutputExistsError",
     "DiskFullError",
-    "shorten",
 ]
-
-
-def shorten(value: object, limit: int = 60) -> str:
-    """``repr`` of a value cut to ``limit`` characters, for error messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class StoreError(ValueError):

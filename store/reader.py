@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -67,14 +66,6 @@ def _root_attrs(path: str) -> dict:
         raise IncompleteStoreError(f"{path}: the store is incomplete (its ingest was interrupted); re-run the "
                                    "ingest with --resume, or with --overwrite to start over", path=path)
     return attrs
-
-
-@dataclass(frozen=True)
-class Split:
-    """One split's name and row count."""
-
-    name: str
-    rows: int
 
 
 class Store:

@@ -19,7 +19,6 @@ import os
 import sys
 import time
 
-import numpy as np
 
 from . import bench_ingest, bench_loader
 from .measure import machine, median, run_measured

@@ -82,7 +82,7 @@ def verify(path: str) -> list[str]:
 def _text(d: dict) -> str:
     info = d["ingest"]
     lines = [f"store: {d['path']}  ({d['format']} v{d['version']}, {'complete' if d['complete'] else 'INCOMPLETE'})",
-             f"rows: " + ", ".join(f"{k} {v:,}" for k, v in d["rows"].items())
+             "rows: " + ", ".join(f"{k} {v:,}" for k, v in d["rows"].items())
              + (f"  (read {info['rows_read']:,} = stored {info['rows_stored']:,} + rejected "
                 f"{info['rows_rejected']:,})" if info.get("rows_read") is not None else ""),
              f"label: {d['label']}",

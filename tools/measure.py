@@ -6,7 +6,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import threading
 import time
 
@@ -77,7 +76,3 @@ def run_measured(argv: list[str], env: dict | None = None) -> tuple[str, float, 
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {err.strip()[-500:]}")
     return out, wall, peak[0]
-
-
-def python() -> str:
-    return sys.executable

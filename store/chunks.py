@@ -28,18 +28,20 @@ class ArrayReader:
     """Chunks of one 2-D array ``split/array`` of a store (thread-safe; open lazily in each process)."""
 
     def __init__(self, store: str, split: str, array: str, *, dtype, columns: int, rows: int, batch_size: int,
-                 chunks_per_shard: int, compression: str):
+                 chunks_per_shard: int, compression: str, identity: tuple[int, int] | None = None):
         self.store, self.split, self.array = store, split, array
+        self.identity = identity
         self.name = f"{split}/{array}"
         self.columns, self.rows, self.batch_size, self.cps = columns, rows, batch_size, chunks_per_shard
         self.codec = ChunkCodec(compression, dtype)
         self.mapped = compression == "none"
         self._shards: OrderedDict[int, tuple] = OrderedDict()
         self._lock = threading.Lock()
+        self._dir: int | None = None
 
     def __getstate__(self):  # file handles and locks stay in their process
         state = dict(self.__dict__)
-        state["_shards"], state["_lock"] = OrderedDict(), None
+        state["_shards"], state["_lock"], state["_dir"] = OrderedDict(), None, None
         return state
 
     def __setstate__(self, state):
@@ -79,10 +81,23 @@ class ArrayReader:
                 _close(self._shards.popitem(last=False)[1])
             return entry
 
+    def _store_dir(self) -> int:
+        """A descriptor of the store directory, opened once per process: shard files are opened relative to it, so
+        a store replaced by `ingest --overwrite` meanwhile is never mixed with the one this reader started on."""
+        if self._dir is None:
+            fd = os.open(self.store, os.O_RDONLY | os.O_DIRECTORY)
+            st = os.fstat(fd)
+            if self.identity is not None and (st.st_dev, st.st_ino) != tuple(self.identity):
+                os.close(fd)
+                raise ChunkError(f"{self.store}: the store was replaced (an ingest --overwrite?) since it was "
+                                 "opened; open it again", array=self.name)
+            self.identity, self._dir = (st.st_dev, st.st_ino), fd
+        return self._dir
+
     def _open(self, shard: int):
         path = shard_path(self.store, self.split, self.array, shard)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(os.path.relpath(path, self.store), os.O_RDONLY, dir_fd=self._store_dir())
         except FileNotFoundError:
             raise ChunkError(f"{self.name}: shard {shard} ({path}) is missing; the store is damaged, re-run the "
                              "ingest", array=self.name, chunk=shard * self.cps) from None
@@ -104,6 +119,9 @@ class ArrayReader:
         with self._lock:
             while self._shards:
                 _close(self._shards.popitem()[1])
+            if self._dir is not None:
+                os.close(self._dir)
+                self._dir = None
 
 
 def _close(entry) -> None:

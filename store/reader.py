@@ -13,7 +13,7 @@ from .errors import FormatError, IncompleteStoreError, OptionError, SourceError
 from .layout import ATTRS_KEY, FORMAT_NAME, FORMAT_VERSION
 from .schema import Column, Schema
 
-__all__ = ["Store", "open_store", "partial_path"]
+__all__ = ["Store", "open_store", "partial_path", "store_identity", "check_unchanged"]
 
 
 def partial_path(path: str) -> str:
@@ -38,6 +38,23 @@ def open_store(path: str | os.PathLike) -> "Store":
     path = os.fspath(path)
     attrs = _root_attrs(path)
     return Store(path, attrs)
+
+
+def store_identity(path: str) -> tuple[int, int]:
+    """(device, inode) of the store directory: `ingest --overwrite` replaces the directory, so a changed identity
+    means the store this object opened is gone."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (-1, -1)
+    return st.st_dev, st.st_ino
+
+
+def check_unchanged(path: str, identity: tuple[int, int]) -> None:
+    """Raise if the store at ``path`` was replaced (or removed) since it was opened."""
+    if store_identity(path) != identity:
+        raise IncompleteStoreError(f"{path}: the store was replaced or removed while it was being read (an ingest "
+                                   "--overwrite?); open it again", path=path)
 
 
 def _root_attrs(path: str) -> dict:
@@ -73,6 +90,7 @@ class Store:
 
     def __init__(self, path: str, attrs: dict):
         self.path = path
+        self.identity = store_identity(path)
         self.attrs = attrs
         self.schema = Schema.from_json(attrs["schema"])
         self.batch_size = int(attrs["batch_size"])
@@ -104,7 +122,8 @@ class Store:
         self.check_split(split)
         return ArrayReader(self.path, split, name, dtype=self.schema.array_dtype(name),
                            columns=len(self.schema.arrays[name]), rows=self.rows[split], batch_size=self.batch_size,
-                           chunks_per_shard=self.chunks_per_shard, compression=self.compression)
+                           chunks_per_shard=self.chunks_per_shard, compression=self.compression,
+                           identity=self.identity)
 
     def array(self, split: str, name: str) -> zarr.Array:
         """The zarr-python array ``split/name`` (opened once, cached)."""
@@ -126,9 +145,14 @@ class Store:
         stop = self.rows[split] if stop is None else min(stop, self.rows[split])
         wanted = [self.schema[c] for c in (columns if columns is not None else self.schema.names)]
         blocks = {}
-        for name in {c.array for c in wanted}:
-            blocks[name] = self.array(split, name)[start:stop] if stop > start else \
-                np.empty((0, len(self.schema.arrays[name])), self.schema.array_dtype(name))
+        try:
+            for name in {c.array for c in wanted}:
+                blocks[name] = self.array(split, name)[start:stop] if stop > start else \
+                    np.empty((0, len(self.schema.arrays[name])), self.schema.array_dtype(name))
+        except FileNotFoundError:
+            check_unchanged(self.path, self.identity)
+            raise
+        check_unchanged(self.path, self.identity)  # every value above came from the store that was opened
         data = {c.name: self._values(c, blocks[c.array][:, c.index], split) for c in wanted}
         return pd.DataFrame(data, index=pd.RangeIndex(start, max(start, stop)))
 

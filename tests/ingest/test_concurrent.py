@@ -62,3 +62,33 @@ def test_a_reader_never_mixes_the_replaced_store_with_the_new_one(tmp_path, ques
         pickle.loads(pickle.dumps(reader)).chunk(0)  # a worker process re-opening it refuses the new store
     with pytest.raises(StoreError, match="replaced or removed"):
         store.read_frame("train")
+
+
+def digest(path: str, epoch: int) -> str:
+    """SHA-256 of every batch of one epoch, in order."""
+    import hashlib
+
+    from trainer.batches import iter_batches
+    h = hashlib.sha256()
+    for x, y in iter_batches(path, "train", epoch=epoch, label="clear"):
+        for part in (x["numeric"], x["categorical"], y):
+            h.update(part.tobytes())
+    return h.hexdigest()
+
+
+READ_ALL = "import sys; from tests.ingest.test_concurrent import digest; print(digest(sys.argv[1], int(sys.argv[2])))"
+
+
+def test_several_processes_read_one_store_at_once(tmp_path, quest_csv):
+    """Concurrent training readers: each process gets exactly the batches a lone reader gets."""
+    import subprocess
+    import sys
+
+    from tests.helpers import subprocess_env
+    out = str(tmp_path / "s.zarr")
+    ingest(IngestConfig([quest_csv], out, batch_size=50, label="clear", workers=1, progress=False))
+    expected = {epoch: digest(out, epoch) for epoch in range(4)}
+    procs = [subprocess.Popen([sys.executable, "-c", READ_ALL, out, str(epoch)], stdout=subprocess.PIPE, text=True,
+                              env=subprocess_env()) for epoch in (0, 1, 2, 3, 0, 1)]
+    results = [(p.communicate(timeout=120)[0].strip(), p.returncode) for p in procs]
+    assert results == [(expected[e], 0) for e in (0, 1, 2, 3, 0, 1)]

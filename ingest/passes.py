@@ -57,6 +57,10 @@ class Context:
     def spill(self, block: int) -> str:
         return os.path.join(self.work, "spill", f"{block:06d}")
 
+    def maps(self, column) -> str:
+        """File of the categorical code maps of one column (or of their per-block offsets)."""
+        return os.path.join(self.work, f"maps.{column}.npy")
+
     def sorted(self, bucket: int, split: str, array: str) -> str:
         return os.path.join(self.work, "sorted", f"{bucket:06d}.{split}.{array}.npy")
 
@@ -136,8 +140,9 @@ def sort_bucket(job: tuple[int, list[tuple[int, int, int]]]) -> int:
         part = rows[at:at + count]
         read_spill_rows(c.spill(block), part, first)
         if "c" in rows.dtype.names:
+            maps, offsets = _maps(c)
             for j in range(part["c"].shape[1]):
-                mapping = np.load(f"{c.spill(block)}.map{j}.npy")
+                mapping = maps[j][offsets[j, block]:offsets[j, block + 1]]
                 part["c"][:, j] = mapping[part["c"][:, j] + 1]
         at += count
     order = bucket_permutation(c.seed, bucket, len(rows)) if c.shuffle else np.arange(len(rows))
@@ -149,6 +154,20 @@ def sort_bucket(job: tuple[int, list[tuple[int, int, int]]]) -> int:
     with open(os.path.join(c.work, "sorted", f"{bucket:06d}.done"), "w"):
         pass
     return len(rows)
+
+
+_MAPS: dict = {}
+
+
+def _maps(c: Context) -> tuple[list[np.ndarray], np.ndarray]:
+    """The code maps, memory-mapped once per process."""
+    st = os.stat(c.maps("offsets"))
+    key = (c.work, st.st_ino, st.st_mtime_ns)  # a later ingest to the same place writes new maps
+    if key not in _MAPS:
+        _MAPS.clear()
+        offsets = np.load(c.maps("offsets"))
+        _MAPS[key] = [np.load(c.maps(j), mmap_mode="r") for j in range(len(offsets))], offsets
+    return _MAPS[key]
 
 
 def _final_arrays(c: Context, rows: np.ndarray) -> dict[str, np.ndarray]:

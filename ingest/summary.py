@@ -60,12 +60,15 @@ class Summary:
         return vocab
 
     def write_maps(self, ctx) -> None:
-        """Per block and categorical column, local code + 1 -> global code (0 = missing)."""
+        """Per categorical column, every block's map local code + 1 -> global code (0 = missing), concatenated in
+        block order into one file, with each block's offset: one file a column, not one a block and column."""
         codes = [{v: i + 1 for i, v in enumerate(vocab)} for vocab in self.vocab]
-        for meta in self.metas:
-            for j, local in enumerate(meta["vocab"]):
-                mapping = np.array([0] + [codes[j][v] for v in local], dtype=np.int32)
-                save_array(f"{ctx.spill(meta['block'])}.map{j}.npy", mapping)
+        offsets = np.zeros((len(self.vocab), len(self.metas) + 1), dtype=np.int64)
+        for j in range(len(self.vocab)):
+            maps = [np.array([0] + [codes[j][v] for v in meta["vocab"][j]], dtype=np.int32) for meta in self.metas]
+            offsets[j, 1:] = np.cumsum([len(m) for m in maps])
+            save_array(ctx.maps(j), np.concatenate(maps) if maps else np.zeros(0, np.int32))
+        save_array(ctx.maps("offsets"), offsets)
 
     def schema(self) -> Schema:
         columns, index = [], Counter()

@@ -83,6 +83,7 @@ class BatchSource:
         self.task: Task | None = task_for(self.label, train_stats.get(label, {})) if self.label else None
         self.stats = {n: train_stats.get(n, {}) for n in names}
         self._routes = self._plan()
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, chunk permutation)
         split_stats = store.statistics.get(split, {})
         # missing numeric values -> train mean; only columns with missing values in this split are checked
         self._fills = [(j, None if c.kind == "float" else np.float32(c.missing_value),
@@ -141,8 +142,10 @@ class BatchSource:
     def window_chunks(self, epoch: int, w: int) -> np.ndarray:
         if not self.shuffle:
             return np.arange(w * self.per_batch, min((w + 1) * self.per_batch, self.chunks))
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.chunks)
-        return order[w * self.window:(w + 1) * self.window]
+        cached = self._order
+        if cached is None or cached[0] != epoch:  # once per epoch: the permutation grows with the store
+            cached = self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.chunks))
+        return cached[1][w * self.window:(w + 1) * self.window]
 
     # -- data -------------------------------------------------------------------------------------------------
 

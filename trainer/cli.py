@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(evaluate(args.run_dir, args.store, args.split, args.workers)))
         else:
             from .run import predict
-            print(f"trainer: predictions written to {predict(args.run_dir, args.store, args.out, args.split, args.workers)}",
-                  file=sys.stderr)
+            path = predict(args.run_dir, args.store, args.out, args.split, args.workers)
+            print(f"trainer: predictions written to {path}", file=sys.stderr)
     except StoreError as exc:
         print(f"trainer: error: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from store.errors import OptionError, StoreError
+from store.errors import OptionError, StoreError, from_os_error
 from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE
 from store.schema import KINDS
 
@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         result = ingest(config_from_args(args))
     except StoreError as exc:
         print(f"ingest: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the environment, not the code: a path through a file, permissions, a full disk
+        print(f"ingest: error: {from_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ingest: interrupted; run the same command with --resume to continue", file=sys.stderr)

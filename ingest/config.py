@@ -68,6 +68,8 @@ class IngestConfig:
     def __post_init__(self):
         self.sources = [os.fspath(s) for s in self.sources]
         self.val = [os.fspath(s) for s in self.val]
+        if not os.fspath(self.out).strip():
+            raise OptionError("--out is empty; name the store directory to create, e.g. --out quest.zarr")
         self.out = os.path.normpath(os.fspath(self.out))
         if not self.sources:
             raise OptionError("no SOURCE given; pass CSV files, folders or globs, e.g. `ingest data/*.csv --out s`")

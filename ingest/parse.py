@@ -139,8 +139,9 @@ class BlockParser:
     def _arrays(self, frame: pd.DataFrame) -> Parsed:
         n = len(frame)
         floats = np.empty((n, len(self.float_cols)), np.float32)
-        for j, c in enumerate(self.float_cols):
-            floats[:, j] = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        with np.errstate(over="ignore"):  # beyond float32's range -> ±inf, as FORMAT.md documents
+            for j, c in enumerate(self.float_cols):
+                floats[:, j] = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
         ints = np.empty((n, len(self.int_cols)), np.int64)
         for j, c in enumerate(self.int_cols):
             ints[:, j] = self._int_values(frame[c], self.kinds[c])
@@ -183,6 +184,9 @@ class BlockParser:
             return BadRow(line, None, f"unbalanced quotes: a quote opened here is never closed (the record runs to "
                           f"line {last})", 'close the quote; inside a quoted field write a quote as ""', raw)
         rows = list(csv.reader(io.StringIO(text, newline="")))
+        if len(rows) != 1 and "\r" in text.replace("\r\n", ""):
+            return BadRow(line, None, f"a carriage return (\\r) outside quotes splits the record into {len(rows)} "
+                          "rows", 'quote the field ("a\\rb") or remove the carriage return', raw)
         if len(rows) != 1:
             return BadRow(line, None, f"unbalanced quotes (the record spans {len(rows)} rows)",
                           'quote fields as RFC 4180 does: "a ""quoted"" value"', raw)

@@ -8,6 +8,7 @@ partial directory and produces exactly the same store.
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import math
 import multiprocessing
@@ -17,7 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from store.errors import DiskFullError, OptionError, OutputExistsError, SchemaError
+from store.errors import OptionError, OutputExistsError, SchemaError, StoreError, from_os_error
 from store.layout import ATTRS_KEY, FORMAT_NAME, shard_path
 from store.reader import partial_path
 from store.writer import StoreWriter
@@ -65,9 +66,8 @@ def ingest(config: IngestConfig) -> IngestResult:
     try:
         return _ingest(config, started)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DiskFullError(f"no space left on device while writing {exc.filename or config.out}; free space "
-                                "and re-run the same command with --resume", path=config.out) from None
+        if exc.errno == errno.ENOSPC and not isinstance(exc, StoreError):
+            raise from_os_error(exc) from None
         raise
 
 
@@ -224,12 +224,27 @@ def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary) -> 
 
 
 def _publish(out: str, work: str, built: str) -> None:
-    """Move the finished store to OUT (replacing an old one only now), then remove the work directory."""
+    """Move the finished store to OUT (replacing an old one only now), then remove the work directory.
+
+    Every step is one rename, so a kill between any two leaves either a resumable OUT.partial (the old store, if
+    any, parked as OUT.old-PID until then) or the finished OUT; work being deleted is renamed away first, so a kill
+    during the deletion never leaves a half-deleted OUT.partial that --resume would trust.
+    """
+    _remove_leftovers(out)
     old = None
     if os.path.exists(out):
         old = f"{out}.old-{os.getpid()}"
         os.replace(out, old)
     os.replace(built, out)
-    shutil.rmtree(work, ignore_errors=True)
+    trash = f"{work}.removing-{os.getpid()}"
+    os.replace(work, trash)
+    shutil.rmtree(trash, ignore_errors=True)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+    _remove_leftovers(out)
+
+
+def _remove_leftovers(out: str) -> None:
+    """Remove what killed runs left beside OUT: replaced stores (OUT.old-PID) and half-deleted work folders."""
+    for path in glob.glob(glob.escape(out) + ".old-*") + glob.glob(glob.escape(partial_path(out)) + ".removing-*"):
+        shutil.rmtree(path, ignore_errors=True)

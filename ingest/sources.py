@@ -94,7 +94,15 @@ def read_header(path: str, encoding: str) -> tuple[list[str], int, int]:
     except UnicodeDecodeError as exc:
         raise SourceError(f"{path}:1: header is not valid {encoding} (byte {exc.start}); pass --encoding",
                           path=path, line=1) from None
-    names = next(csv.reader(io.StringIO(text)), [])
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise SourceError(f"{path}:1: header is not valid CSV ({exc}); fix the first line", path=path,
+                          line=1) from None
+    if len(rows) > 1:
+        raise SourceError(f"{path}:1: the header row is split by a carriage return (\\r) outside quotes; fix the "
+                          "first line", path=path, line=1)
+    names = rows[0] if rows else []
     if not names or any(not n.strip() for n in names):
         raise SourceError(f"{path}:1: header has an empty column name; every column needs a name", path=path, line=1)
     dupes = sorted({n for n in names if names.count(n) > 1})

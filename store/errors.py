@@ -18,6 +18,7 @@ __all__ = [
     "ChunkError",
     "OutputExistsError",
     "DiskFullError",
+    "from_os_error",
 ]
 
 
@@ -73,3 +74,16 @@ class OutputExistsError(StoreError, FileExistsError):
 
 class DiskFullError(StoreError, OSError):
     """No space left on the device while writing."""
+
+
+def from_os_error(exc: OSError, resume: str = "re-run the same command with --resume") -> StoreError:
+    """The one-line user error for an operating-system failure while reading or writing (disk full, permission
+    denied, a path through a file, ...); the command-line tools print it instead of a traceback."""
+    import errno
+    import os
+
+    where = exc.filename or "the output"
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError(f"no space left on device while writing {where}; free space and {resume}", path=where)
+    reason = (exc.strerror or os.strerror(exc.errno)) if exc.errno else str(exc)
+    return OptionError(f"{where}: {reason}; check the path and its permissions", path=where)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
 import ingest.pipeline
@@ -14,6 +17,27 @@ def small_blocks(monkeypatch):
     """Tiny parse blocks and shuffle buckets, so small inputs exercise several of each (and several workers)."""
     monkeypatch.setattr(ingest.pipeline, "BLOCK_BYTES", 64 * 1024)
     monkeypatch.setattr(ingest.pipeline, "BUCKET_BYTES", 96 * 1024)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk(size)`` -> a folder on a tmpfs of that size ("600k"); ``small_disk.grow(path, size)`` frees
+    space. Skips where tmpfs cannot be mounted (needs root; CI runs as root)."""
+    mounts = []
+
+    def mount(size: str):
+        path = tmp_path / f"disk{len(mounts)}"
+        path.mkdir()
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                                               capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounts.append(path)
+        return path
+
+    mount.grow = lambda path, size: subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)
+    yield mount
+    for path in mounts:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.fixture(scope="session")

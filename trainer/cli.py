@@ -68,7 +68,7 @@ def run_config(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from store.errors import StoreError
+    from store.errors import StoreError, from_os_error
     try:
         if args.command == "run":
             from .run import train
@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trainer: predictions written to {path}", file=sys.stderr)
     except StoreError as exc:
         print(f"trainer: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the environment, not the code: a path through a file, permissions, a full disk
+        print(f"trainer: error: {from_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("trainer: interrupted; run the same command with --resume to continue", file=sys.stderr)

@@ -12,13 +12,14 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 
 from store import open_store
-from store.errors import OptionError, OutputExistsError
+from store.errors import DiskFullError, OptionError, OutputExistsError
 
 from .model import compile_for, default_model, load_model_function, spec_for
 from .plot import learning_curve_png
@@ -52,8 +53,14 @@ class RunConfig:
             raise OptionError(f"--epochs must be >= 1, got {self.epochs}")
         if self.workers < 1:
             raise OptionError(f"--workers must be >= 1, got {self.workers}")
-        if not self.learning_rate > 0:
-            raise OptionError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.learning_rate < float("inf"):
+            raise OptionError(f"--learning-rate must be a positive number, got {self.learning_rate}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise OptionError(f"--batch-size must be a positive number of rows, got {self.batch_size}")
+        if not 0 <= self.seed < 2**32:
+            raise OptionError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if not str(self.out).strip():
+            raise OptionError("--out is empty; name the run directory to create, e.g. --out runs/first")
 
 
 def _sequences(cfg: RunConfig):
@@ -87,6 +94,7 @@ def train(cfg: RunConfig) -> dict:
     try:
         model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, shuffle=False, verbose=cfg.verbose,
                   callbacks=_callbacks(cfg, train_seq))
+        _check_space(cfg.out, model)
         model.save(os.path.join(cfg.out, "model.keras"))
         history = _clean_history(os.path.join(cfg.out, "history.csv"))
         metrics = _final_metrics(model, val_seq, history)
@@ -106,6 +114,33 @@ def _prepare_run_dir(cfg: RunConfig) -> None:
     os.makedirs(os.path.join(cfg.out, "checkpoints"), exist_ok=True)
 
 
+def _check_space(out: str, model) -> None:
+    """Refuse with a one-line error before a save could fill the disk: h5py (Keras' weight files) can crash the
+    process on ENOSPC, and a half-written checkpoint is worse than none. An epoch saves a checkpoint and a backup,
+    each about the weights plus the optimizer's slots (3x the weights for Adam)."""
+    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    need = 2 * 3 * weights + (1 << 20)
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise DiskFullError(f"no space left on device for the run directory {out}: {free / 2**20:.1f} MiB free, "
+                            f"an epoch's checkpoint and backup need about {need / 2**20:.1f} MiB; free space and "
+                            "re-run the same command with --resume", path=out)
+
+
+class _SpaceCheck(keras.callbacks.Callback):
+    """Runs first at the start and at each epoch end, before the callbacks that save (see _check_space)."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self.out = out
+
+    def on_train_begin(self, logs=None):
+        _check_space(self.out, self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        _check_space(self.out, self.model)
+
+
 class _EpochSync(keras.callbacks.Callback):
     """Give the training sequence the true epoch number, also after --resume, so the order is reproducible."""
 
@@ -120,6 +155,7 @@ class _EpochSync(keras.callbacks.Callback):
 def _callbacks(cfg: RunConfig, train_seq: StoreSequence) -> list:
     out = cfg.out
     callbacks = [
+        _SpaceCheck(out),
         keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
         _EpochSync(train_seq),
         keras.callbacks.ModelCheckpoint(os.path.join(out, "checkpoints", "epoch_{epoch:03d}.keras")),

@@ -74,7 +74,7 @@ class StoreSequence(keras.utils.PyDataset):
         key = (self.epoch, w)
         try:
             window = self._future(key).result()
-        except cf.process.BrokenProcessPool:
+        except cf.BrokenExecutor:  # the process pool lost a worker
             self._shutdown()
             raise LoaderError(f"a loader worker process died while reading batch {index} (window {w} of epoch "
                               f"{self.epoch}) of {self.source.path}: killed, out of memory, or it could not start "
@@ -138,14 +138,15 @@ class StoreSequence(keras.utils.PyDataset):
             self._served.clear()
             self._last = -1
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, wait: bool = False) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
 
     def close(self) -> None:
-        """Stop the worker processes and close files (also done when the object is garbage-collected)."""
-        self._shutdown()
+        """Stop the worker processes (waiting for them to exit) and close files (also done, without waiting, when
+        the object is garbage-collected)."""
+        self._shutdown(wait=True)
         self.source.close()
 
     def __del__(self):

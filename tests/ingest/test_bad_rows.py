@@ -26,6 +26,7 @@ CASES = {
     "not a number": ("55,n1,abc", "score", "expected float, found 'abc'"),
     "not an integer": ("5.5,n1,1.5", "id", "expected int, found '5.5'"),
     "unbalanced quote": ('55,"n1,1.5', None, "unbalanced quotes"),
+    "bare carriage return": ("55,n\r1,1.5", None, "a carriage return (\\r) outside quotes splits the record"),
 }
 
 

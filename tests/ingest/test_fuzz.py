@@ -48,10 +48,15 @@ def test_hostile_csv_is_accounted_or_refused(tmp_path, seed, small_blocks):
     rng = random.Random(seed)
     path = tmp_path / "hostile.csv"
     path.write_bytes(_mutate(GOOD.encode(), rng))
+    check_accounted_or_refused(path, tmp_path, workers=rng.choice([1, 2]),
+                               dtypes={"id": "int", "score": "float"} if seed % 2 else {})
+
+
+def check_accounted_or_refused(path, tmp_path, workers: int, dtypes: dict) -> None:
+    """Ingest ``path`` skipping bad rows: exact accounting, or a one-line StoreError (anything else fails)."""
     rejects = tmp_path / "rejects.csv"
     config = IngestConfig([str(path)], str(tmp_path / "s.zarr"), on_bad_rows="skip", rejects=str(rejects),
-                          workers=rng.choice([1, 2]), progress=False,
-                          dtypes={"id": "int", "score": "float"} if seed % 2 else {})
+                          workers=workers, progress=False, dtypes=dtypes)
     try:
         result = ingest(config)
     except StoreError as exc:

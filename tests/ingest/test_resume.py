@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -56,6 +57,38 @@ def test_resume_after_crash_gives_the_same_store(tmp_path, quest_csv, small_bloc
     assert not os.path.exists(partial_path(out))
 
 
+@pytest.mark.parametrize("step", ["park the old store", "move the new store", "remove the work folder"])
+def test_crash_while_publishing_over_an_old_store(tmp_path, quest_csv, small_blocks, monkeypatch, step):
+    """Finalisation is a few renames; a crash before any of them leaves a resumable state, never a mix."""
+    options = dict(sources=[quest_csv], label="clear", batch_size=50, workers=1, progress=False)
+    out = str(tmp_path / "out.zarr")
+    run_ingest(IngestConfig(out=out, seed=1, **options))
+    old = _arrays(out)
+    reference = str(tmp_path / "reference.zarr")
+    run_ingest(IngestConfig(out=reference, seed=2, **options))
+    real_replace = os.replace
+
+    def replace(src, dst):
+        dst = os.fspath(dst)
+        if {"park the old store": ".old-" in dst, "move the new store": dst == out,
+                "remove the work folder": ".removing-" in dst}[step]:
+            raise Crash(step)
+        real_replace(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", replace)
+        with pytest.raises(Crash):
+            run_ingest(IngestConfig(out=out, seed=2, overwrite=True, **options))
+    if os.path.exists(out):
+        assert _arrays(out) in (old, _arrays(reference))  # a complete store, the old or the new one
+    else:
+        with pytest.raises(IncompleteStoreError, match="--resume"):
+            open_store(out)
+    run_ingest(IngestConfig(out=out, seed=2, resume=True, **options))
+    assert _arrays(out) == _arrays(reference)
+    assert sorted(os.listdir(tmp_path)) == ["out.zarr", "reference.zarr"]  # no leftovers
+
+
 def test_resume_refuses_changed_options(tmp_path, quest_csv, small_blocks, monkeypatch):
     out = str(tmp_path / "out.zarr")
     with monkeypatch.context() as patch:
@@ -86,20 +119,26 @@ def _stage_reached(work: str, stage: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["parsing", "shuffling", "writing"])
+@pytest.mark.parametrize("stage", ["parsing", "shuffling", "writing", "random 0", "random 1", "random 2"])
 def test_kill_9_then_resume(tmp_path, quest_csv, stage):
-    """A real SIGKILL in each stage of the ingest; --resume must finish it identically."""
+    """A real SIGKILL in each stage of the ingest, and at seeded random moments of it; --resume must finish it
+    identically."""
     args = [quest_csv, "--label", "clear", "--val-fraction", "0.1", "--batch-size", "40", "--workers", "2",
             "--quiet"]
     script = tmp_path / "run.py"
     script.write_text(KILLED_INGEST)
     reference = str(tmp_path / "reference.zarr")
+    started = time.monotonic()
     subprocess.run([sys.executable, str(script), *args, "--out", reference], check=True, env=subprocess_env())
+    duration = time.monotonic() - started
     out = str(tmp_path / "out.zarr")
     proc = subprocess.Popen([sys.executable, str(script), *args, "--out", out], start_new_session=True,
                             env=subprocess_env())
+    if stage.startswith("random"):
+        time.sleep(random.Random(int(stage.split()[1])).uniform(0.1, 0.7) * duration)
     deadline = time.monotonic() + 60
-    while not _stage_reached(partial_path(out), stage) and proc.poll() is None and time.monotonic() < deadline:
+    while not stage.startswith("random") and not _stage_reached(partial_path(out), stage) and \
+            proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.001)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

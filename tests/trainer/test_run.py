@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 
 import pytest
 
@@ -86,6 +87,17 @@ def test_user_model_and_feature_subset(quest_store, tmp_path, capsys):
     assert keras.models.load_model(os.path.join(run_dir, "model.keras")).name == "wide"
 
 
+def _future_store(store: str, tmp_path) -> str:
+    """A copy of ``store`` claiming a format version from the future."""
+    import shutil
+    copy = str(tmp_path / "future.zarr")
+    shutil.copytree(store, copy)
+    meta = json.load(open(os.path.join(copy, "zarr.json")))
+    meta["attributes"]["tabular_store"]["version"] = 99
+    json.dump(meta, open(os.path.join(copy, "zarr.json"), "w"))
+    return copy
+
+
 @pytest.mark.parametrize("argv,message", [
     (["run", "{store}", "--label", "nope"], "unknown column 'nope'"),
     (["run", "{store}", "--features", "clear,f00"], "cannot also be a feature"),
@@ -93,13 +105,20 @@ def test_user_model_and_feature_subset(quest_store, tmp_path, capsys):
     (["run", "{store}", "--model", "no_such_module:f"], "cannot import 'no_such_module'"),
     (["run", "{store}", "--model", "mlp2"], "expected mlp or MODULE:FUNCTION"),
     (["run", "{store}", "--epochs", "0"], "--epochs must be >= 1"),
+    (["run", "{store}", "--batch-size", "0"], "--batch-size must be a positive number"),
+    (["run", "{store}", "--seed", "-1"], "--seed must be in [0, 2**32)"),
+    (["run", "{store}", "--learning-rate", "nan"], "--learning-rate must be a positive number"),
+    (["run", "{store}", "--out", "{file}/run"], "Not a directory; check the path"),
+    (["run", "{future}"], "version 99, this code reads version 1"),
     (["run", "{missing}"], "no such store"),
     (["evaluate", "{tmp}", "{store}"], "not a finished run"),
 ])
 def test_user_errors_are_one_line(quest_store, tmp_path, capsys, argv, message):
-    values = {"store": quest_store, "missing": str(tmp_path / "missing.zarr"), "tmp": str(tmp_path)}
+    (tmp_path / "file").write_text("")
+    values = {"store": quest_store, "missing": str(tmp_path / "missing.zarr"), "tmp": str(tmp_path),
+              "file": str(tmp_path / "file"), "future": _future_store(quest_store, tmp_path)}
     argv = [a.format(**values) for a in argv]
-    if argv[0] == "run":
+    if argv[0] == "run" and "--out" not in argv:
         argv += ["--out", str(tmp_path / "run"), "--quiet"]
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -131,3 +150,44 @@ def test_kill_9_then_resume_ends_with_each_epoch_once(quest_store, tmp_path):
     resumed = subprocess.run(argv + ["--resume"], env=subprocess_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert [r["epoch"] for r in _history(run_dir)] == ["0", "1", "2", "3", "4", "5"]
+
+
+def test_full_disk_stops_with_one_line_then_resume_finishes(quest_store, small_disk, capsys):
+    disk = small_disk("1m")  # less than a checkpoint and a backup need (with margin)
+    argv = ["run", quest_store, "--out", str(disk / "run"), "--epochs", "2", "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("trainer: error: no space left on device") and err.count("\n") == 1 and "--resume" in err
+    assert not os.path.exists(disk / "run" / "model.keras")
+    small_disk.grow(disk, "64m")
+    assert main(argv + ["--resume"]) == 0
+    assert [r["epoch"] for r in _history(str(disk / "run"))] == ["0", "1"]
+
+
+def test_enospc_from_any_write_is_one_line(quest_store, tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(trainer.run, "_write_json", full)
+    assert main(["run", quest_store, "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("trainer: error: no space left on device while writing ") and err.count("\n") == 1
+
+
+def test_a_damaged_chunk_stops_training_naming_array_and_chunk(quest_store, tmp_path, capsys):
+    import shutil
+
+    from store.layout import shard_path
+    damaged = str(tmp_path / "damaged.zarr")
+    shutil.copytree(quest_store, damaged)
+    path = shard_path(damaged, "train", "float32", 0)
+    data = bytearray(open(path, "rb").read())
+    data[100] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    assert main(["run", damaged, "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert re.match(r"trainer: error: train/float32: chunk 0 fails its CRC32C checksum", err), err
+    assert not os.path.exists(tmp_path / "run" / "model.keras")

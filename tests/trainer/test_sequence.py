@@ -31,8 +31,10 @@ def test_batches_equal_the_source(quest_store, workers, processes):
             np.testing.assert_array_equal(y, ref[1])
         seq.on_epoch_end()
         np.testing.assert_array_equal(seq[0][1], source.batch(0, 1)[1])
+        workers = list(seq._pool._processes.values()) if processes else []
     finally:
         seq.close()
+    assert not any(w.is_alive() for w in workers)  # close() leaves no worker processes behind
 
 
 def test_a_killed_worker_process_raises_within_seconds(quest_store):

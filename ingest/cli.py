@@ -24,6 +24,7 @@ examples:
   ingest log_quest/splited/ --val log_quest_validate/splited/ --out quest.zarr --label clear
   ingest 'logs/2026-*.csv' --out logs.zarr --dtype user_id=category --on-bad-rows skip --rejects bad.csv
   ingest data/quest.csv --out quest.zarr --resume        # after a crash: continue where it stopped
+  ingest /shared/logs/ --out /shared/logs.zarr --dask tcp://scheduler:8786   # parse on a Dask cluster
 
 exit status: 0 done, 1 bad input or options (one line on stderr says where and how to fix it), 130 interrupted.
 """
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leading rows used to infer column types (default 10000)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store (only when complete)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted ingest of the same command")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run the passes on this Dask scheduler (tcp://host:8786); sources and the work directory "
+                        "must be on a filesystem shared with its workers")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p
 
@@ -78,7 +82,7 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         val_fraction=args.val_fraction, shuffle=args.shuffle, seed=args.seed, workers=args.workers,
         compression=args.compression, on_bad_rows=args.on_bad_rows, rejects=args.rejects, encoding=args.encoding,
         dtypes=dtypes, sample_rows=args.sample_rows, overwrite=args.overwrite, resume=args.resume,
-        progress=not args.quiet)
+        progress=not args.quiet, dask=args.dask)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,8 @@ class IngestConfig:
         overwrite: replace an existing store.
         resume: continue an interrupted ingest of the same sources and options.
         progress: show a progress bar on stderr (when it is a terminal).
+        dask: address of a Dask scheduler (``tcp://host:8786``): run the passes as tasks on that cluster (sources
+            and work directory must be on a filesystem its workers share); ``workers`` is then unused.
     """
 
     sources: list[str]
@@ -64,6 +66,7 @@ class IngestConfig:
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
+    dask: str | None = None
 
     def __post_init__(self):
         self.sources = [os.fspath(s) for s in self.sources]

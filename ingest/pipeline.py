@@ -25,6 +25,7 @@ from store.writer import StoreWriter
 
 from . import passes
 from .blocks import plan_blocks
+from .cluster import dask_map
 from .config import BLOCK_BYTES, BUCKET_BYTES, IngestConfig
 from .infer import infer_kinds
 from .parse import BlockParser
@@ -154,6 +155,10 @@ def _check_plan(work: str, plan: dict) -> None:
 def _pool(config: IngestConfig, ctx: passes.Context):
     """``map``-like callable over work items: inline for one worker, else forked processes sharing ``ctx``."""
     passes.set_context(ctx)
+    if config.dask:
+        with dask_map(config.dask, ctx) as run:
+            yield run
+        return
     if config.workers == 1:
         yield map
         return

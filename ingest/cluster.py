@@ -1,0 +1,61 @@
+"""Run the passes of an ingest as tasks on an existing Dask cluster (``ingest --dask tcp://scheduler:8786``).
+
+The work items are the same plain functions of :mod:`ingest.passes` that local worker processes run; the shared
+:class:`~ingest.passes.Context` is scattered to every Dask worker once per pass. The workers read the sources and
+write the work files themselves, so the source files and the work directory (``OUT.partial``, or ``--work``) must be
+on a filesystem every worker sees at the same path (NFS, Lustre, a mounted bucket...). The store's content does not
+depend on where a task ran: it equals a local run's with the same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from store.errors import OptionError, StoreError
+
+from . import passes
+
+__all__ = ["dask_map"]
+
+
+def run_with_context(fn: Callable, item, ctx: passes.Context):
+    """One task on a Dask worker: install the pass's context in this worker process, then run ``fn(item)``."""
+    passes.set_context(ctx)
+    return fn(item)
+
+
+@contextmanager
+def dask_map(address: str, ctx: passes.Context):
+    """A ``map(fn, items)``-like callable (results in item order) running each item as a task on the cluster."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise OptionError("--dask needs the 'distributed' package: pip install 'dask[distributed]'") from None
+    try:
+        client = Client(address, set_as_default=False)  # timeout: dask config distributed.comm.timeouts.connect
+    except (OSError, TimeoutError) as exc:
+        raise OptionError(f"--dask {address}: cannot reach the Dask scheduler ({exc}); start one with `dask "
+                          "scheduler` and workers with `dask worker ADDRESS`, or drop --dask") from None
+    try:
+        yield lambda fn, items: _ordered_results(client, ctx, fn, list(items))
+    finally:
+        client.close()
+
+
+def _ordered_results(client, ctx: passes.Context, fn: Callable, items: list) -> Iterator:
+    from distributed import KilledWorker
+
+    if not items:
+        return
+    shared = client.scatter(ctx, broadcast=True, hash=False)
+    futures = client.map(run_with_context, [fn] * len(items), items, ctx=shared, pure=False)
+    try:
+        for future in futures:
+            try:
+                yield future.result()
+            except KilledWorker as exc:
+                raise StoreError(f"a Dask worker died while running {fn.__name__} ({exc}); check the workers' "
+                                 "memory and logs, then re-run the same command with --resume") from None
+    finally:
+        client.cancel(futures)

@@ -59,15 +59,22 @@ class BatchSource:
         shuffle: permute chunks and mix rows across windows of chunks each epoch (seeded).
         seed: seed of that order.
         window: chunks per mixing window.
+        shard: ``(index, count)``: read only this worker's share of each epoch's chunks (multi-worker training).
+            The epoch's chunk order is the same on every worker; worker ``index`` takes every ``count``-th chunk
+            of it, ``chunks // count`` chunks in all, so the shares are disjoint and equally long (every worker
+            runs the same number of steps); the up to ``count - 1`` chunks left over change from epoch to epoch
+            when shuffling.
 
     ``x`` is a dict: ``numeric`` float32 ``[batch, n_numeric]`` (raw values, missing filled) and ``categorical``
     int32 ``[batch, n_categorical]`` (codes, 0 = missing), each present when it has columns.
     """
 
     def __init__(self, path: str, split: str = "train", *, label: str | None | type = ..., features=None,
-                 batch_size: int | None = None, shuffle: bool = True, seed: int = 0, window: int = DEFAULT_WINDOW):
+                 batch_size: int | None = None, shuffle: bool = True, seed: int = 0, window: int = DEFAULT_WINDOW,
+                 shard: tuple[int, int] = (0, 1)):
         store = open_store(path)
         store.check_split(split)
+        self.shard = _check_shard(shard, -(-store.rows[split] // store.batch_size), split)
         self.path, self.split, self.shuffle, self.seed = path, split, shuffle, seed
         self.schema, self.rows, self.chunk_rows = store.schema, store.rows[split], store.batch_size
         self.batch_size = self._check_batch_size(batch_size)
@@ -124,10 +131,19 @@ class BatchSource:
 
     @property
     def chunks(self) -> int:
+        """Chunks of the split (all workers together)."""
         return -(-self.rows // self.chunk_rows)
 
+    @property
+    def share(self) -> int:
+        """Chunks this source reads per epoch (all of them unless sharded)."""
+        index, count = self.shard
+        return self.chunks if count == 1 else self.chunks // count
+
     def __len__(self) -> int:
-        return -(-self.rows // self.batch_size)
+        if self.shard[1] == 1:
+            return -(-self.rows // self.batch_size)
+        return -(-self.share // self.per_batch)
 
     def batches_per_window(self) -> int:
         return self.window // self.per_batch if self.shuffle else 1
@@ -139,13 +155,19 @@ class BatchSource:
         per = self.batches_per_window()
         return i // per, i % per
 
-    def window_chunks(self, epoch: int, w: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(w * self.per_batch, min((w + 1) * self.per_batch, self.chunks))
+    def epoch_chunks(self, epoch: int) -> np.ndarray:
+        """The chunks this source reads in ``epoch``, in reading order (this worker's share when sharded)."""
         cached = self._order
         if cached is None or cached[0] != epoch:  # once per epoch: the permutation grows with the store
-            cached = self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.chunks))
-        return cached[1][w * self.window:(w + 1) * self.window]
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.chunks) if self.shuffle else \
+                np.arange(self.chunks)
+            index, count = self.shard
+            cached = self._order = (epoch, order if count == 1 else order[index::count][:self.share])
+        return cached[1]
+
+    def window_chunks(self, epoch: int, w: int) -> np.ndarray:
+        size = self.window if self.shuffle else self.per_batch
+        return self.epoch_chunks(epoch)[w * size:(w + 1) * size]
 
     # -- data -------------------------------------------------------------------------------------------------
 
@@ -204,6 +226,16 @@ class BatchSource:
     def close(self) -> None:
         for reader in self.readers.values():
             reader.close()
+
+
+def _check_shard(shard, chunks: int, split: str) -> tuple[int, int]:
+    index, count = (int(v) for v in shard)
+    if not 0 <= index < count:
+        raise OptionError(f"shard {index} of {count}: expected 0 <= index < count")
+    if count > chunks:
+        raise OptionError(f"the {split} split has {chunks} chunks, fewer than the {count} workers that share it; "
+                          "use fewer workers or a smaller --batch-size at ingest")
+    return index, count
 
 
 def _mean(stats: dict) -> float:

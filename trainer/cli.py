@@ -73,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from .run import train
             metrics = train(run_config(args))
-            print(f"trainer: finished; validation metrics {json.dumps(metrics)}; files in {args.out}",
-                  file=sys.stderr)
+            from .distribution import cluster_from_env
+            cluster = cluster_from_env()
+            where = args.out if cluster is None or cluster.chief else "the chief's run directory"
+            print(f"trainer: finished; validation metrics {json.dumps(metrics)}; files in {where}", file=sys.stderr)
         elif args.command == "evaluate":
             from .run import evaluate
             print(json.dumps(evaluate(args.run_dir, args.store, args.split, args.workers)))

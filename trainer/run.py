@@ -8,6 +8,7 @@ A run directory holds ``config.json`` (the resolved configuration), ``model.kera
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -21,6 +22,7 @@ import numpy as np
 from store import open_store
 from store.errors import DiskFullError, OptionError, OutputExistsError
 
+from .distribution import cluster_from_env, strategy_for, train_multi_worker
 from .model import compile_for, default_model, load_model_function, spec_for
 from .plot import learning_curve_png
 from .sequence import StoreSequence
@@ -63,13 +65,13 @@ class RunConfig:
             raise OptionError("--out is empty; name the run directory to create, e.g. --out runs/first")
 
 
-def _sequences(cfg: RunConfig):
+def _sequences(cfg: RunConfig, shard: tuple[int, int] = (0, 1)):
     store = open_store(cfg.store)
     label = cfg.label if cfg.label is not None else store.label
     if label is None:
         raise OptionError(f"{cfg.store} has no label column; pass --label COL")
     common = dict(label=label, features=cfg.features, batch_size=cfg.batch_size, workers=cfg.workers,
-                  use_multiprocessing=cfg.use_multiprocessing)
+                  use_multiprocessing=cfg.use_multiprocessing, shard=shard)
     train_seq = StoreSequence(cfg.store, "train", shuffle=True, seed=cfg.seed, **common)
     val_seq = None
     if store.rows.get("validation"):
@@ -78,16 +80,25 @@ def _sequences(cfg: RunConfig):
 
 
 def train(cfg: RunConfig) -> dict:
-    """Train as ``cfg`` says; returns the final validation (or training) metrics."""
+    """Train as ``cfg`` says; returns the final validation (or training) metrics.
+
+    With TF_CONFIG naming several workers this is multi-worker training, and with several GPUs mirrored training
+    (see :mod:`trainer.distribution`).
+    """
+    cluster = cluster_from_env()
+    strategy = strategy_for(cluster)
+    if cluster is not None:
+        return train_multi_worker(cfg, cluster, strategy)
     _prepare_run_dir(cfg)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     label, train_seq, val_seq = _sequences(cfg)
     spec = spec_for(train_seq.source)
-    model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
-    if not model.compiled:
-        compile_for(model, spec.task, cfg.learning_rate)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():  # several GPUs: mirrored
+        model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
+        if not model.compiled:
+            compile_for(model, spec.task, cfg.learning_rate)
     resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
                                           "task": dataclasses.asdict(spec.task)}
     _write_json(os.path.join(cfg.out, "config.json"), resolved)

@@ -41,6 +41,7 @@ class StoreSequence(keras.utils.PyDataset):
             at once instead of hanging ``fit`` forever (keras issue 11461), and the processes persist across epochs.
         max_queue_size: batches Keras prepares ahead.
         window: chunks per mixing window.
+        shard: ``(index, count)``: this worker's disjoint share of each epoch (see BatchSource).
 
     Example::
 
@@ -51,11 +52,11 @@ class StoreSequence(keras.utils.PyDataset):
 
     def __init__(self, path: str, split: str = "train", *, label=..., features=None, batch_size=None,
                  shuffle: bool = True, seed: int = 0, workers: int = 1, use_multiprocessing: bool = False,
-                 max_queue_size: int = 10, window: int = DEFAULT_WINDOW):
+                 max_queue_size: int = 10, window: int = DEFAULT_WINDOW, shard: tuple[int, int] = (0, 1)):
         # Keras' own process pool is not used (see above); its thread pool is, for both modes.
         super().__init__(workers=max(1, workers), use_multiprocessing=False, max_queue_size=max_queue_size)
         self.source = BatchSource(path, split, label=label, features=features, batch_size=batch_size,
-                                  shuffle=shuffle, seed=seed, window=window)
+                                  shuffle=shuffle, seed=seed, window=window, shard=shard)
         self.processes = max(1, workers) if use_multiprocessing else 0
         self.epoch = 0
         self._windows: OrderedDict = OrderedDict()

@@ -120,3 +120,23 @@ def test_iter_batches_matches_the_source(tasks_store):
         ref = source.batch(i, 2)
         np.testing.assert_array_equal(x["numeric"], ref[0]["numeric"])
         np.testing.assert_array_equal(y, ref[1])
+
+
+@pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_shards_are_disjoint_equal_and_change_per_epoch(quest_store, count, shuffle):
+    sources = [BatchSource(quest_store, "train", shuffle=shuffle, seed=4, shard=(i, count)) for i in range(count)]
+    whole = BatchSource(quest_store, "train", shuffle=shuffle, seed=4)
+    for epoch in range(3):
+        shares = [set(s.epoch_chunks(epoch).tolist()) for s in sources]
+        assert len({len(s) for s in sources}) == 1 and all(len(sh) == whole.chunks // count for sh in shares)
+        assert len(set().union(*shares)) == sum(map(len, shares))  # disjoint
+        rows = sum(sum(len(b[1]) for b in (s.batch(i, epoch) for i in range(len(s)))) for s in sources)
+        assert rows == sum(min(whole.chunk_rows, whole.rows - k * whole.chunk_rows) for sh in shares for k in sh)
+    if shuffle:
+        assert sources[0].epoch_chunks(0).tolist() != sources[0].epoch_chunks(1).tolist()
+
+
+def test_more_workers_than_chunks_is_refused(quest_store):
+    with pytest.raises(OptionError, match="fewer than the 99 workers"):
+        BatchSource(quest_store, "validation", shard=(0, 99))

@@ -1,0 +1,98 @@
+"""Multi-worker training: TF_CONFIG parsing, and two worker processes on 127.0.0.1 (CPU) training one model under
+MultiWorkerMirroredStrategy, the chief alone writing the run directory, --resume continuing on every worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from store import OptionError
+from tests.helpers import subprocess_env
+from trainer.distribution import Cluster, cluster_from_env
+
+
+def _tf_config(workers: list[str], index: int, kind: str = "worker", chief: list[str] | None = None) -> dict:
+    cluster = {"worker": workers} | ({"chief": chief} if chief else {})
+    return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})}
+
+
+def test_cluster_from_env():
+    assert cluster_from_env({}) is None
+    assert cluster_from_env(_tf_config(["a:1"], 0)) is None  # a single task: plain training
+    assert cluster_from_env(_tf_config(["a:1", "b:2"], 1)) == Cluster(1, 2, chief=False)
+    assert cluster_from_env(_tf_config(["a:1", "b:2"], 0)) == Cluster(0, 2, chief=True)
+    assert cluster_from_env(_tf_config(["a:1"], 0, "chief", chief=["c:3"])) == Cluster(0, 2, chief=True)
+    assert cluster_from_env(_tf_config(["a:1"], 0, "worker", chief=["c:3"])) == Cluster(1, 2, chief=False)
+    with pytest.raises(OptionError, match="TF_CONFIG is not valid"):
+        cluster_from_env({"TF_CONFIG": "{not json"})
+    with pytest.raises(OptionError, match="task worker 5 is not in the cluster"):
+        cluster_from_env(_tf_config(["a:1", "b:2"], 5))
+
+
+def _ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _run_workers(store: str, outs: list[str], *args: str) -> list[subprocess.CompletedProcess]:
+    workers = [f"127.0.0.1:{p}" for p in _ports(len(outs))]
+    procs = [subprocess.Popen([sys.executable, "-m", "trainer", "run", store, "--out", out, *args],
+                              env=subprocess_env() | _tf_config(workers, i), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+             for i, out in enumerate(outs)]
+    results = []
+    for proc in procs:
+        try:
+            out, _ = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out))
+    return results
+
+
+def _history(run_dir: str) -> list[dict]:
+    import csv
+    with open(os.path.join(run_dir, "history.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_model_and_only_the_chief_writes(quest_store, tmp_path):
+    chief, other = str(tmp_path / "chief"), str(tmp_path / "other")
+    results = _run_workers(quest_store, [chief, other], "--epochs", "2")
+    for r in results:
+        assert r.returncode == 0, r.stdout[-3000:]
+    assert not os.path.exists(other)  # worker 1 wrote nothing
+    assert {"config.json", "history.csv", "metrics.json", "model.keras", "learning_curve.png"} <= set(os.listdir(chief))
+    assert [r["epoch"] for r in _history(chief)] == ["0", "1"]
+    metrics = json.load(open(os.path.join(chief, "metrics.json")))
+    assert metrics["accuracy"] > 0.6
+    # both workers report the same validation metrics: each evaluated its share, the states were summed
+    finals = [[line for line in r.stdout.splitlines() if line.startswith("worker ")][-1].split(" ", 2)[2]
+              for r in results]
+    assert finals[0] == finals[1]
+    assert json.load(open(os.path.join(chief, "config.json")))["workers_in_cluster"] == 2
+
+
+@pytest.mark.slow
+def test_resume_continues_on_every_worker(quest_store, tmp_path):
+    run = str(tmp_path / "run")  # one directory on a filesystem both workers see
+    for r in _run_workers(quest_store, [run, run], "--epochs", "1", "--quiet"):
+        assert r.returncode == 0, r.stdout[-3000:]
+    results = _run_workers(quest_store, [run, run], "--epochs", "2", "--resume")
+    for r in results:
+        assert r.returncode == 0, r.stdout[-3000:]
+        assert "epoch 1/2" not in r.stdout and "epoch 2/2" in r.stdout
+    assert [r["epoch"] for r in _history(run)] == ["0", "1"]

@@ -1,0 +1,254 @@
+"""Training on several workers (``TF_CONFIG``) or several GPUs, with TensorFlow's own ``tf.distribute`` engine.
+
+- ``TF_CONFIG`` names more than one task: :class:`tf.distribute.MultiWorkerMirroredStrategy`. Keras 3's ``fit``
+  fails under that strategy (keras issue 20585; here with Keras 3.15 / TF 2.21: "Attempt to convert a value
+  (PerReplica...) to a Tensor"), so :func:`train_multi_worker` drives it with a custom step loop: each step runs
+  ``strategy.run`` on the worker's own batch, Keras' optimizer all-reduces (sums) the gradients, and the loss is
+  scaled by the global batch. Each worker reads a disjoint, equally long share of each epoch's chunks
+  (``BatchSource(shard=...)``); no worker reads every batch. Validation: each worker evaluates its share of the
+  validation chunks (all of them, none twice) and the metrics' states are summed across workers. The chief (task
+  ``chief``, else worker 0) alone writes the run directory; every worker needs the store (a shared filesystem or
+  object storage), and ``--resume`` needs the run directory shared too.
+- No ``TF_CONFIG`` and more than one GPU: :class:`tf.distribute.MirroredStrategy` with Keras' ``fit`` (supported
+  on one host), each batch split across the GPUs.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import json
+import os
+import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from store.errors import OptionError
+
+__all__ = ["Cluster", "cluster_from_env", "strategy_for", "train_multi_worker"]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """This process's place in a TF_CONFIG cluster: ``index`` among ``count`` workers, and whether it is chief."""
+
+    index: int
+    count: int
+    chief: bool
+
+
+def cluster_from_env(environ=os.environ) -> Cluster | None:
+    """The cluster TF_CONFIG describes, or None when it is unset or names a single task."""
+    raw = environ.get("TF_CONFIG")
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+        cluster, task = config["cluster"], config["task"]
+        kind, index = task["type"], int(task["index"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OptionError(f"TF_CONFIG is not valid ({type(exc).__name__}: {exc}); expected "
+                          '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}') \
+            from None
+    order = [t for t in ("chief", "worker") if t in cluster]  # the training tasks, chief first
+    tasks = [(t, i) for t in order for i in range(len(cluster[t]))]
+    if (kind, index) not in tasks:
+        raise OptionError(f"TF_CONFIG: task {kind} {index} is not in the cluster {sorted(cluster)}; "
+                          "multi-worker training runs on 'chief' and 'worker' tasks")
+    if len(tasks) == 1:
+        return None
+    return Cluster(tasks.index((kind, index)), len(tasks), chief=tasks.index((kind, index)) == 0)
+
+
+def strategy_for(cluster: Cluster | None):
+    """MultiWorkerMirroredStrategy for a cluster, MirroredStrategy for several local GPUs, else None."""
+    import tensorflow as tf
+    if cluster is not None:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return None
+
+
+# -- the multi-worker loop -----------------------------------------------------------------------------------------
+
+_LOSSES = {"binary": "BinaryCrossentropy", "multiclass": "SparseCategoricalCrossentropy", "regression": "MeanSquaredError"}
+
+
+def _metrics(task) -> list:
+    """The validation metrics ``compile_for`` gives each task, as objects whose states add up across workers."""
+    if task.kind == "binary":
+        return [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    if task.kind == "multiclass":
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    return [keras.metrics.MeanAbsoluteError(name="mae")]
+
+
+def _unpack(batch):
+    x, y = batch[0], batch[1]
+    w = batch[2] if len(batch) > 2 else np.ones(len(y), np.float32)
+    return x, y, w
+
+
+def _prefetched(seq, threads: int):
+    """``seq[0], seq[1], ...`` with up to ``threads`` batches read ahead in threads."""
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        ahead = deque(pool.submit(seq.__getitem__, i) for i in range(min(len(seq), threads + 1)))
+        for i in range(len(seq)):
+            batch = ahead.popleft().result()
+            if i + len(ahead) + 1 < len(seq):
+                ahead.append(pool.submit(seq.__getitem__, i + len(ahead) + 1))
+            yield batch
+
+
+class _AllReduce:
+    """Sum numpy arrays over all workers (one collective per call; every worker must call it alike)."""
+
+    def __init__(self, strategy):
+        import tensorflow as tf
+        self.tf, self.strategy = tf, strategy
+
+    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        tf = self.tf
+        flat = np.concatenate([np.asarray(a, np.float32).ravel() for a in arrays])
+        values = self.strategy.experimental_distribute_values_from_function(lambda ctx: tf.constant(flat))
+        total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None).numpy()
+        out, start = [], 0
+        for a in arrays:
+            size = int(np.size(a))
+            out.append(total[start:start + size].reshape(np.shape(a)))
+            start += size
+        return out
+
+
+def _evaluate(model, seq, task, loss_fn, all_reduce: _AllReduce, threads: int) -> dict:
+    """Metrics over the whole split: each worker its share, then the metric states summed across workers."""
+    metrics = _metrics(task)
+    loss_sum = weight_sum = 0.0
+    for batch in _prefetched(seq, threads):
+        x, y, w = _unpack(batch)
+        pred = model(x, training=False)
+        target = np.reshape(y, (len(y),) + tuple(pred.shape[1:])) if task.kind != "multiclass" else y
+        loss_sum += float(np.sum(np.asarray(loss_fn(target, pred)) * w))
+        weight_sum += float(np.sum(w))
+        for m in metrics:
+            m.update_state(target, pred, sample_weight=w)
+    states = [v.numpy() for m in metrics for v in m.variables]
+    reduced = all_reduce(states + [np.array([loss_sum, weight_sum])])
+    for v, value in zip([v for m in metrics for v in m.variables], reduced[:-1]):
+        v.assign(value.astype(v.dtype))
+    loss_sum, weight_sum = reduced[-1]
+    return {"loss": float(loss_sum / max(weight_sum, 1e-12))} | {m.name: float(m.result()) for m in metrics}
+
+
+def train_multi_worker(cfg, cluster: Cluster, strategy) -> dict:
+    """``trainer run`` under MultiWorkerMirroredStrategy (see the module docstring); returns validation metrics."""
+    import tensorflow as tf
+
+    from .model import default_model, load_model_function, spec_for
+    from .plot import learning_curve_png
+    from .run import _check_space, _prepare_run_dir, _sequences, _write_json
+
+    if cfg.mixed_precision:
+        raise OptionError("--mixed-precision is not supported with multi-worker training (TF_CONFIG) yet")
+    if cluster.chief:
+        _prepare_run_dir(cfg)
+    keras.utils.set_random_seed(cfg.seed)
+    label, train_seq, val_seq = _sequences(cfg, shard=(cluster.index, cluster.count))
+    try:
+        spec = spec_for(train_seq.source)
+        task = spec.task
+        with strategy.scope():
+            model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
+            optimizer = keras.optimizers.Adam(cfg.learning_rate)
+            optimizer.build(model.trainable_variables)
+        loss_fn = getattr(keras.losses, _LOSSES[task.kind])(reduction=None)
+        start = _restore(cfg, model)
+        all_reduce = _AllReduce(strategy)
+        if all_reduce([np.array([start])])[0][0] != start * cluster.count:  # every worker must agree
+            raise OptionError(f"--resume: the workers found different checkpoints in {cfg.out} (this one would "
+                              f"start at epoch {start + 1}); put the run directory on a filesystem every worker "
+                              "sees")
+        global_batch = float(train_seq.source.batch_size * cluster.count)
+
+        def replica_step(x, y, w):
+            with tf.GradientTape() as tape:
+                pred = model(x, training=True)
+                target = tf.reshape(y, tf.shape(pred)) if task.kind != "multiclass" else y
+                loss = tf.reduce_sum(loss_fn(target, pred) * w) / global_batch
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))  # Keras sums them across workers
+            return loss
+
+        @tf.function(reduce_retracing=True)
+        def step(x, y, w):
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y, w)), axis=None)
+
+        if cluster.chief:
+            resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
+                                                  "task": dataclasses.asdict(task), "workers_in_cluster": cluster.count}
+            _write_json(os.path.join(cfg.out, "config.json"), resolved)
+        history_path = os.path.join(cfg.out, "history.csv")
+        for epoch in range(start, cfg.epochs):
+            train_seq.set_epoch(epoch)
+            losses = [float(step(*_unpack(b))) for b in _prefetched(train_seq, cfg.workers)]
+            row = {"epoch": epoch, "loss": float(np.mean(losses))}
+            if val_seq is not None:
+                row |= {f"val_{k}": v for k, v in
+                        _evaluate(model, val_seq, task, loss_fn, all_reduce, cfg.workers).items()}
+            if cluster.chief:
+                _check_space(cfg.out, model)
+                model.save(os.path.join(cfg.out, "checkpoints", f"epoch_{epoch + 1:03d}.keras"))
+                _append_row(history_path, row)
+            if cfg.verbose:
+                print(f"worker {cluster.index}/{cluster.count} epoch {epoch + 1}/{cfg.epochs} "
+                      + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"), flush=True)
+        metrics = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")} if val_seq is not None \
+            else {k: v for k, v in row.items() if k != "epoch"}
+        if cluster.chief:
+            model.save(os.path.join(cfg.out, "model.keras"))
+            _write_json(os.path.join(cfg.out, "metrics.json"), metrics)
+            learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), _read_history(history_path))
+        return metrics
+    finally:
+        train_seq.close()
+        if val_seq is not None:
+            val_seq.close()
+
+
+def _restore(cfg, model) -> int:
+    """With --resume: load the newest epoch checkpoint the chief wrote; returns the epoch to start from."""
+    if not cfg.resume:
+        return 0
+    done = sorted(glob.glob(os.path.join(glob.escape(cfg.out), "checkpoints", "epoch_*.keras")))
+    if not done:
+        return 0
+    model.load_weights(done[-1])
+    return int(re.search(r"epoch_(\d+)\.keras$", done[-1]).group(1))
+
+
+def _append_row(path: str, row: dict) -> None:
+    """Append one epoch to history.csv, dropping rows of that epoch or later (logged before a crash)."""
+    rows = [r for r in _rows(path) if int(r["epoch"]) < row["epoch"]] + [{k: str(v) for k, v in row.items()}]
+    with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(path + ".tmp", path)
+
+
+def _rows(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _read_history(path: str) -> dict[str, list[float]]:
+    rows = _rows(path)
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}

@@ -25,6 +25,7 @@ examples:
   ingest 'logs/2026-*.csv' --out logs.zarr --dtype user_id=category --on-bad-rows skip --rejects bad.csv
   ingest data/quest.csv --out quest.zarr --resume        # after a crash: continue where it stopped
   ingest /shared/logs/ --out /shared/logs.zarr --dask tcp://scheduler:8786   # parse on a Dask cluster
+  ingest data/quest.csv --out s3://bucket/quest.zarr --work /big/disk/tmp     # build locally, then upload
 
 exit status: 0 done, 1 bad input or options (one line on stderr says where and how to fix it), 130 interrupted.
 """
@@ -37,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="CSV files, folders (every *.csv inside, in name order) or glob patterns; all files must "
                         "share one header")
-    p.add_argument("--out", required=True, metavar="STORE", help="store directory to create")
+    p.add_argument("--out", required=True, metavar="STORE",
+                   help="store directory to create, or a URL (s3://bucket/quest.zarr, gs://..., any fsspec URL)")
+    p.add_argument("--work", metavar="DIR",
+                   help="local work directory for a URL --out (default: under the temp directory); needs about "
+                        "twice the store's size")
     p.add_argument("--label", metavar="COL", help="label column (checked against the header)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                    help=f"rows per chunk = rows per training batch (default {DEFAULT_BATCH_SIZE})")
@@ -82,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         val_fraction=args.val_fraction, shuffle=args.shuffle, seed=args.seed, workers=args.workers,
         compression=args.compression, on_bad_rows=args.on_bad_rows, rejects=args.rejects, encoding=args.encoding,
         dtypes=dtypes, sample_rows=args.sample_rows, overwrite=args.overwrite, resume=args.resume,
-        progress=not args.quiet, dask=args.dask)
+        progress=not args.quiet, dask=args.dask, work=args.work)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from store.errors import OptionError, SchemaError
 from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE
+from store.location import is_remote
 from store.schema import KINDS
 
 __all__ = ["IngestConfig", "BAD_ROW_POLICIES", "BLOCK_BYTES"]
@@ -27,7 +28,8 @@ class IngestConfig:
 
     Args:
         sources: CSV files, directories (every ``*.csv`` inside, in name order) or glob patterns.
-        out: the store directory to create.
+        out: the store directory to create, or an fsspec URL (``s3://bucket/quest.zarr``): then the store is built
+            in ``work`` and uploaded, its root metadata last.
         label: name of the label column (checked against the header), or None.
         batch_size: rows per chunk, i.e. per training batch (default 1000).
         val: separate validation sources; mutually exclusive with ``val_fraction``.
@@ -44,6 +46,8 @@ class IngestConfig:
         overwrite: replace an existing store.
         resume: continue an interrupted ingest of the same sources and options.
         progress: show a progress bar on stderr (when it is a terminal).
+        work: local work directory when ``out`` is a URL (default: under the temp directory, named after the URL);
+            it needs room for about twice the store, and --resume needs the same one.
         dask: address of a Dask scheduler (``tcp://host:8786``): run the passes as tasks on that cluster (sources
             and work directory must be on a filesystem its workers share); ``workers`` is then unused.
     """
@@ -67,13 +71,16 @@ class IngestConfig:
     resume: bool = False
     progress: bool = True
     dask: str | None = None
+    work: str | None = None
 
     def __post_init__(self):
         self.sources = [os.fspath(s) for s in self.sources]
         self.val = [os.fspath(s) for s in self.val]
         if not os.fspath(self.out).strip():
             raise OptionError("--out is empty; name the store directory to create, e.g. --out quest.zarr")
-        self.out = os.path.normpath(os.fspath(self.out))
+        self.out = os.fspath(self.out).rstrip("/") if is_remote(self.out) else os.path.normpath(os.fspath(self.out))
+        if self.work is not None and not is_remote(self.out):
+            raise OptionError("--work is for remote --out URLs (a local store is built beside itself, in OUT.partial)")
         if not self.sources:
             raise OptionError("no SOURCE given; pass CSV files, folders or globs, e.g. `ingest data/*.csv --out s`")
         if self.batch_size < 1:

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 
 from store.errors import OptionError, OutputExistsError, SchemaError, StoreError, from_os_error
 from store.layout import ATTRS_KEY, FORMAT_NAME, shard_path
+from store.location import is_remote
 from store.reader import partial_path
 from store.writer import StoreWriter
 
 from . import passes
 from .blocks import plan_blocks
 from .cluster import dask_map
+from .destination import default_work_dir, remote_state, upload_store
 from .config import BLOCK_BYTES, BUCKET_BYTES, IngestConfig
 from .infer import infer_kinds
 from .parse import BlockParser
@@ -77,8 +79,9 @@ def _ingest(config: IngestConfig, started: float) -> IngestResult:
     if config.label is not None and config.label not in header:
         raise SchemaError(f"--label {config.label!r} is not a column of {files[0].path}; the header has: "
                           f"{', '.join(header)}", column=config.label)
-    work = partial_path(config.out)
-    _prepare_output(config, work)
+    remote = is_remote(config.out)
+    work = (config.work or default_work_dir(config.out)) if remote else partial_path(config.out)
+    (_prepare_remote_output if remote else _prepare_output)(config, work)
     kinds = infer_kinds(files[0], header, encoding=config.encoding, sample_rows=config.sample_rows,
                         explicit=config.dtypes)
     total = sum(f.size - f.data_start for f in files)
@@ -98,7 +101,11 @@ def _ingest(config: IngestConfig, started: float) -> IngestResult:
     _sort_pass(config, ctx, summary)
     _shard_pass(config, ctx, summary)
     ctx.writer.commit(summary.attributes(files, config, rejects))
-    _publish(config.out, work, ctx.writer.path)
+    if remote:
+        upload_store(ctx.writer.path, config.out)
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        _publish(config.out, work, ctx.writer.path)
     return IngestResult(config.out, summary.rows_read, summary.rows, summary.rows_rejected, rejects,
                         total, time.monotonic() - started)
 
@@ -121,6 +128,31 @@ def _prepare_output(config: IngestConfig, work: str) -> None:
         if not config.overwrite:
             raise OutputExistsError(f"{work} holds an interrupted ingest of {out}; pass --resume to continue it or "
                                     "--overwrite to start over", path=work)
+        shutil.rmtree(work)
+    os.makedirs(os.path.join(work, "spill"))
+    os.makedirs(os.path.join(work, "sorted"))
+
+
+def _prepare_remote_output(config: IngestConfig, work: str) -> None:
+    """As _prepare_output, for a URL: the remote objects are only replaced by the upload at the very end."""
+    state = remote_state(config.out)
+    if state == "other":
+        raise OutputExistsError(f"{config.out} holds objects that are not a store; refusing to touch them: choose "
+                                "another --out", path=config.out)
+    if os.path.exists(work) and config.resume:
+        return
+    if state == "store" and config.resume:
+        raise OutputExistsError(f"{config.out} is already complete; nothing to resume (pass --overwrite to rebuild "
+                                "it)", path=config.out)
+    if state != "absent" and not config.overwrite:
+        what = "exists" if state == "store" else "holds an interrupted upload"
+        raise OutputExistsError(f"{config.out} {what}; pass --overwrite to replace it"
+                                + (" (or --resume with the same --work to finish it)" if state == "partial" else ""),
+                                path=config.out)
+    if os.path.exists(work):
+        if not config.overwrite:
+            raise OutputExistsError(f"{work} holds an interrupted ingest of {config.out}; pass --resume to continue "
+                                    "it or --overwrite to start over", path=work)
         shutil.rmtree(work)
     os.makedirs(os.path.join(work, "spill"))
     os.makedirs(os.path.join(work, "sorted"))
@@ -201,7 +233,7 @@ def _writer(config: IngestConfig, ctx: passes.Context, summary: Summary) -> Stor
     writer = StoreWriter(os.path.join(ctx.work, "store"), schema=ctx.schema, rows=summary.rows,
                          batch_size=config.batch_size, chunks_per_shard=summary.chunks_per_shard(ctx.schema, config.batch_size),
                          compression=config.compression)
-    if not os.path.exists(os.path.join(writer.path, "zarr.json")):
+    if not os.path.exists(writer.path):  # create() makes the layout appear whole, so one that exists is complete
         writer.create()
     return writer
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from store.errors import BadRowError
 from store.layout import chunks_per_shard_for
+from store.location import filesystem, is_remote
 from store.schema import CATEGORY_ARRAY, FLOAT_ARRAY, Column, Schema, narrowest_int
 from store.stats import ColumnStats
 
@@ -130,12 +131,21 @@ class Summary:
 
 
 def write_rejects(path: str, rows: list[list]) -> str:
-    """Every skipped row: file, line, column, reason, the record's text."""
+    """Every skipped row: file, line, column, reason, the record's text (a local file, or a URL)."""
+    if is_remote(path):
+        fs, target = filesystem(path)
+        with fs.open(target, "w", encoding="utf-8", newline="") as f:
+            _write_rejects_to(f, rows)
+        return path
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "line", "column", "reason", "record"])
-        for src, line, column, reason, _fix, raw in rows:
-            writer.writerow([src, line, column or "", reason, raw])
+        _write_rejects_to(f, rows)
     os.replace(tmp, path)
     return path
+
+
+def _write_rejects_to(f, rows: list[list]) -> None:
+    writer = csv.writer(f)
+    writer.writerow(["file", "line", "column", "reason", "record"])
+    for src, line, column, reason, _fix, raw in rows:
+        writer.writerow([src, line, column or "", reason, raw])

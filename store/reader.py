@@ -9,20 +9,21 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from .errors import FormatError, IncompleteStoreError, OptionError, SourceError
+from .errors import FormatError, IncompleteStoreError, OptionError, SourceError, StoreError
 from .layout import ATTRS_KEY, FORMAT_NAME, FORMAT_VERSION
+from .location import filesystem, is_remote
 from .schema import Column, Schema
 
 __all__ = ["Store", "open_store", "partial_path", "store_identity", "check_unchanged"]
 
 
 def partial_path(path: str) -> str:
-    """Where an ingest builds ``path`` until it is complete."""
+    """Where an ingest builds the local store ``path`` until it is complete."""
     return os.path.normpath(path) + ".partial"
 
 
 def open_store(path: str | os.PathLike) -> "Store":
-    """Open a complete store for reading.
+    """Open a complete store for reading: a local directory or an fsspec URL (``s3://bucket/quest.zarr``).
 
     Raises:
         IncompleteStoreError: the ingest was interrupted or is still running.
@@ -40,9 +41,11 @@ def open_store(path: str | os.PathLike) -> "Store":
     return Store(path, attrs)
 
 
-def store_identity(path: str) -> tuple[int, int]:
+def store_identity(path: str) -> tuple[int, int] | None:
     """(device, inode) of the store directory: `ingest --overwrite` replaces the directory, so a changed identity
-    means the store this object opened is gone."""
+    means the store this object opened is gone. None for remote stores (object stores have no directories)."""
+    if is_remote(path):
+        return None
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -51,15 +54,42 @@ def store_identity(path: str) -> tuple[int, int]:
 
 
 def check_unchanged(path: str, identity: tuple[int, int]) -> None:
-    """Raise if the store at ``path`` was replaced (or removed) since it was opened."""
-    if store_identity(path) != identity:
+    """Raise if the (local) store at ``path`` was replaced (or removed) since it was opened."""
+    if identity is not None and store_identity(path) != identity:
         raise IncompleteStoreError(f"{path}: the store was replaced or removed while it was being read (an ingest "
                                    "--overwrite?); open it again", path=path)
 
 
-def _root_attrs(path: str) -> dict:
+def _read_root(path: str) -> bytes | None:
+    """The root zarr.json's bytes, or None when the store (or its root metadata) is absent."""
+    if is_remote(path):
+        fs, root = filesystem(path)
+        try:
+            return fs.cat_file(f"{root}/zarr.json")
+        except FileNotFoundError:
+            if fs.exists(root) and fs.ls(root):
+                # the root metadata is uploaded last: objects without it are an unfinished or interrupted ingest
+                raise IncompleteStoreError(f"{path}: the ingest that uploads this store has not finished; re-run the "
+                                           "same ingest command with --resume", path=path) from None
+            raise SourceError(f"{path}: no such store; create it with `ingest SOURCE --out {path}`",
+                              path=path) from None
     meta_path = os.path.join(path, "zarr.json")
     if not os.path.exists(meta_path):
+        return None
+    with open(meta_path, "rb") as f:
+        return f.read()
+
+
+def _root_attrs(path: str) -> dict:
+    meta_path = f"{path}/zarr.json" if is_remote(path) else os.path.join(path, "zarr.json")
+    try:
+        raw = _read_root(path)
+    except StoreError:
+        raise
+    except OSError as exc:
+        raise FormatError(f"{meta_path}: unreadable metadata ({exc}); the store is damaged, re-run the ingest",
+                          path=path) from None
+    if raw is None:
         if os.path.isdir(partial_path(path)):
             raise IncompleteStoreError(f"{path}: the ingest that writes this store has not finished (its work is in "
                                        f"{partial_path(path)}); re-run the same ingest command with --resume",
@@ -68,9 +98,8 @@ def _root_attrs(path: str) -> dict:
             raise SourceError(f"{path}: no such store; create it with `ingest SOURCE --out {path}`", path=path)
         raise FormatError(f"{path}: not a Zarr v3 store (no zarr.json); expected a store made by `ingest`", path=path)
     try:
-        with open(meta_path, encoding="utf-8") as f:
-            attrs = json.load(f).get("attributes", {}).get(ATTRS_KEY)
-    except (OSError, ValueError) as exc:
+        attrs = json.loads(raw).get("attributes", {}).get(ATTRS_KEY)
+    except (ValueError, AttributeError) as exc:
         raise FormatError(f"{meta_path}: unreadable metadata ({exc}); the store is damaged, re-run the ingest",
                           path=path) from None
     if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,8 +68,18 @@ class StoreWriter:
         return -(-self.rows[split] // self.shard_rows)
 
     def create(self, attributes: dict | None = None) -> None:
-        """Lay out the groups and arrays (metadata only); the root says ``complete: false`` until commit."""
-        root = zarr.open_group(self.path, mode="w", zarr_format=3,
+        """Lay out the groups and arrays (metadata only); the root says ``complete: false`` until commit.
+
+        The layout is written in a temporary folder renamed to ``path`` at the end, so it appears whole or not at
+        all: an ingest resumed after a kill trusts a layout that exists.
+        """
+        building = self.path.rstrip(os.sep) + ".creating"
+        shutil.rmtree(building, ignore_errors=True)
+        self._create_layout(building, attributes)
+        os.replace(building, self.path)
+
+    def _create_layout(self, path: str, attributes: dict | None) -> None:
+        root = zarr.open_group(path, mode="w", zarr_format=3,
                                attributes={ATTRS_KEY: self._root_attrs(False, attributes or {})})
         for split, n in self.rows.items():
             group = root.create_group(split, attributes={"rows": int(n)})

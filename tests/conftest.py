@@ -59,3 +59,39 @@ def make_store(tmp_path):
         return out, run_ingest(cfg)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3-compatible server (moto) on 127.0.0.1, with the standard AWS environment pointing at it and an
+    empty bucket per test through the ``s3`` fixture. Skips where moto or s3fs are missing (CI installs them)."""
+    pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, request):
+    """``s3://`` URL of a fresh, empty bucket on the local server."""
+    import fsspec
+    bucket = "test-" + "".join(ch for ch in request.node.name.lower() if ch.isalnum())[:40]
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    if fs.exists(bucket):
+        fs.rm(bucket, recursive=True)
+    fs.mkdir(bucket)
+    return f"s3://{bucket}"

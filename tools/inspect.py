@@ -3,23 +3,20 @@
     python -m tools.inspect quest.zarr
     python -m tools.inspect quest.zarr --verify        # exit 1 naming each bad array and chunk
     python -m tools.inspect quest.zarr --json
+    python -m tools.inspect s3://bucket/quest.zarr --verify   # any fsspec URL
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from store import open_store
 from store.errors import ChunkError, StoreError
+from store.location import size_of
 
 __all__ = ["describe", "verify", "main"]
-
-
-def _disk_bytes(path: str) -> int:
-    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
 
 
 def describe(path: str) -> dict:
@@ -27,7 +24,7 @@ def describe(path: str) -> dict:
     store = open_store(path)
     attrs, info = store.attrs, store.attrs.get("ingest", {})
     source_bytes = sum(s.get("bytes", 0) for s in info.get("sources", []))
-    disk = _disk_bytes(path)
+    disk = size_of(path)
     arrays = {}
     for split in store.splits:
         for name, cols in store.schema.arrays.items():

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from store import open_store
+from store.chunks import read_chunks
 from store.errors import OptionError, SchemaError, StoreError
 
 from .task import Task, task_for
@@ -186,12 +187,15 @@ class BatchSource:
             out["label"] = np.empty((n, 1), self.schema.array_dtype(self.label.array))
         # shuffled: each chunk's rows are scattered to their permuted places in the same copy
         perm = np.random.default_rng([self.seed, epoch, w]).permutation(n) if self.shuffle else None
+        # every chunk of the window at once: a remote store fetches them in one concurrent batch of requests
+        arrays = list(self._routes)
+        data_of = iter(read_chunks([(self.readers[a], int(k)) for k in chunks for a in arrays]))
         start = 0
         for k, size in zip(chunks, sizes):
             rows = perm[start:start + size] if perm is not None else slice(start, start + size)
-            for array, routes in self._routes.items():
-                data = self.readers[array].chunk(int(k))
-                for r in routes:
+            for array in arrays:
+                data = next(data_of)
+                for r in self._routes[array]:
                     if isinstance(rows, slice) or isinstance(r.target, slice):
                         out[r.output][rows, r.target] = data[:, r.source]
                     else:  # two index lists: the cross product, not pairs

@@ -8,14 +8,12 @@ import os
 import pathlib
 import tempfile
 
-import numpy as np
 import pandas as pd
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-import ingest.pipeline  # noqa: E402
 from ingest import IngestConfig, ingest as run_ingest  # noqa: E402
 from store import open_store  # noqa: E402
 from tests.helpers import assert_same_values  # noqa: E402

@@ -96,3 +96,29 @@ def test_resume_continues_on_every_worker(quest_store, tmp_path):
         assert r.returncode == 0, r.stdout[-3000:]
         assert "epoch 1/2" not in r.stdout and "epoch 2/2" in r.stdout
     assert [r["epoch"] for r in _history(run)] == ["0", "1"]
+
+
+MIRRORED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import trainer.run
+# what strategy_for picks on a host with two GPUs, here on two logical CPU devices
+trainer.run.strategy_for = lambda cluster: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+metrics = trainer.run.train(trainer.run.RunConfig(sys.argv[1], sys.argv[2], epochs=1, verbose=0))
+print("accuracy", metrics["accuracy"])
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_with_fit(quest_store, tmp_path):
+    """The several-GPUs path (MirroredStrategy + Keras fit, embeddings included), on two logical CPUs."""
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED)
+    run = str(tmp_path / "run")
+    result = subprocess.run([sys.executable, str(script), quest_store, run], env=subprocess_env(),
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.split()[-1]) > 0.55
+    assert os.path.exists(os.path.join(run, "model.keras"))

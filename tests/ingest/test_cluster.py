@@ -39,8 +39,8 @@ def scheduler(tmp_path_factory):
             client.wait_for_workers(2, timeout=60)
             yield client.scheduler.address
     finally:
-        for proc in procs:
-            proc.terminate()
+        for proc in reversed(procs):  # workers first, so none waits for a scheduler that is gone
+            proc.kill()
         for proc in procs:
             proc.wait(timeout=30)
 

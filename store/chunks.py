@@ -61,18 +61,26 @@ class ArrayReader:
         return read_chunks([(self, k)])[0]
 
     def locate(self, k: int) -> tuple:
-        """(shard entry, byte offset, byte count) of chunk ``k``; reads the shard's index on first use."""
+        """(shard entry, byte offset, byte count) of chunk ``k``; reads the shard's index on first use. The entry is
+        held open until :meth:`release`, even if other threads evict it from the cache meanwhile."""
         if not 0 <= k < self.chunks:
             raise IndexError(f"{self.name}: chunk {k} out of range 0..{self.chunks - 1}")
         entry = self._shard(k // self.cps)
-        offset, nbytes = (int(v) for v in entry[2][k % self.cps])
+        offset, nbytes = (int(v) for v in entry.index[k % self.cps])
         if offset == int(EMPTY):
+            self.release(entry)
             raise ChunkError(f"{self.name}: chunk {k} is missing from its shard; the store is damaged, re-run the "
                              "ingest", array=self.name, chunk=k)
         return entry, offset, nbytes
 
+    def release(self, entry: "_Shard") -> None:
+        with self._lock:
+            entry.users -= 1
+            if entry.evicted and entry.users == 0:
+                entry.close()
+
     def local_bytes(self, entry, offset: int, nbytes: int):
-        fd, mm, _ = entry
+        fd, mm = entry.source, entry.mm
         return memoryview(mm)[offset:offset + nbytes] if mm is not None else os.pread(fd, nbytes, offset)
 
     def decode(self, k: int, data, nbytes: int) -> np.ndarray:
@@ -89,11 +97,14 @@ class ArrayReader:
             entry = self._shards.get(shard)
             if entry is not None:
                 self._shards.move_to_end(shard)
-                return entry
-            entry = self._open(shard)
-            self._shards[shard] = entry
-            if len(self._shards) > _OPEN_SHARDS:
-                _close(self._shards.popitem(last=False)[1])
+            else:
+                entry = self._shards[shard] = _Shard(*self._open(shard))
+                if len(self._shards) > _OPEN_SHARDS:
+                    old = self._shards.popitem(last=False)[1]
+                    old.evicted = True
+                    if old.users == 0:  # else its last user closes it
+                        old.close()
+            entry.users += 1
             return entry
 
     def _store_dir(self) -> int:
@@ -161,7 +172,7 @@ class ArrayReader:
     def close(self) -> None:
         with self._lock:
             while self._shards:
-                _close(self._shards.popitem()[1])
+                self._shards.popitem()[1].close()
             if self._dir is not None:
                 os.close(self._dir)
                 self._dir = None
@@ -172,14 +183,19 @@ def read_chunks(requests: list[tuple[ArrayReader, int]]) -> list[np.ndarray]:
     out: list = [None] * len(requests)
     remote = []
     for i, (reader, k) in enumerate(requests):
-        if reader.remote:
-            remote.append((i, reader.locate(k)))
+        if reader.remote:  # a remote entry holds no descriptor: release at once
+            located = reader.locate(k)
+            reader.release(located[0])
+            remote.append((i, located))
         else:  # locate and read at once: the shard's descriptor stays open in between
             entry, offset, nbytes = reader.locate(k)
-            out[i] = reader.decode(k, reader.local_bytes(entry, offset, nbytes), nbytes)
+            try:
+                out[i] = reader.decode(k, reader.local_bytes(entry, offset, nbytes), nbytes)
+            finally:
+                reader.release(entry)
     if remote:
         fs = requests[remote[0][0]][0].filesystem()
-        datas = fs.cat_ranges([e[0] for _, (e, _, _) in remote], [o for _, (_, o, _) in remote],
+        datas = fs.cat_ranges([e.source for _, (e, _, _) in remote], [o for _, (_, o, _) in remote],
                               [o + n for _, (_, o, n) in remote], on_error="return")
         for (i, (_, _, nbytes)), data in zip(remote, datas):
             reader, k = requests[i]
@@ -190,13 +206,21 @@ def read_chunks(requests: list[tuple[ArrayReader, int]]) -> list[np.ndarray]:
     return out
 
 
-def _close(entry) -> None:
-    fd, mm, _ = entry
-    if isinstance(fd, str):  # a remote shard: nothing held open
-        return
-    if mm is not None:
-        try:
-            mm.close()
-        except BufferError:  # a zero-copy batch still views it; the map closes when that is freed
-            pass
-    os.close(fd)
+class _Shard:
+    """An open shard: its descriptor (local) or path (remote), its map (``--compression none``), its chunk index,
+    and how many reads are using it (an evicted shard is closed by its last user)."""
+
+    __slots__ = ("source", "mm", "index", "users", "evicted")
+
+    def __init__(self, source, mm, index):
+        self.source, self.mm, self.index, self.users, self.evicted = source, mm, index, 0, False
+
+    def close(self) -> None:
+        if isinstance(self.source, str):  # a remote shard: nothing held open
+            return
+        if self.mm is not None:
+            try:
+                self.mm.close()
+            except BufferError:  # a zero-copy batch still views it; the map closes when that is freed
+                pass
+        os.close(self.source)

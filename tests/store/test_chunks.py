@@ -47,7 +47,7 @@ def _damage(path, array, flip=None, truncate=None):
 def test_flipped_byte_names_array_and_chunk(tmp_path, quest_csv, make_store):
     out, _ = make_store(quest_csv, batch_size=128)
     reader = _reader(out)
-    index = reader._shard(0)[2]
+    index = reader._shard(0).index
     offset = int(index[5][0])
     reader.close()
     _damage(out, "float32", flip=offset + 10)
@@ -65,3 +65,23 @@ def test_truncated_and_missing_shards(tmp_path, quest_csv, make_store):
     os.remove(shard_path(out, "train", "categorical", 0))
     with pytest.raises(ChunkError, match=r"train/categorical: shard 0 .* is missing"):
         _reader(out, "categorical").chunk(0)
+
+
+@pytest.mark.parametrize("compression", ["lz4", "none"])
+def test_many_threads_over_many_shards_with_a_tiny_cache(quest_csv, make_store, monkeypatch, compression):
+    """Shards evicted from the open-file cache while other threads read them are closed by their last user,
+    never under a read (which would fail, or read another file that reused the descriptor)."""
+    import concurrent.futures
+
+    import store.chunks
+    import store.layout
+    monkeypatch.setattr(store.layout, "SHARD_TARGET_BYTES", 1)  # one chunk per shard: 60 shards per array
+    out, _ = make_store(quest_csv, batch_size=50, compression=compression)
+    monkeypatch.setattr(store.chunks, "_OPEN_SHARDS", 2)
+    reader = _reader(out)
+    ref = zarr.open_array(f"{out}/train/float32")[:]
+    order = np.random.default_rng(0).permutation(np.repeat(np.arange(reader.chunks), 8))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for k, got in zip(order, pool.map(lambda k: np.array(reader.chunk(int(k))), order)):
+            np.testing.assert_array_equal(got, ref[k * 50:(k + 1) * 50])
+    reader.close()

@@ -103,7 +103,7 @@ def _ingest(config: IngestConfig, started: float) -> IngestResult:
     ctx.writer.commit(summary.attributes(files, config, rejects))
     if remote:
         upload_store(ctx.writer.path, config.out)
-        shutil.rmtree(work, ignore_errors=True)
+        _discard(work)
     else:
         _publish(config.out, work, ctx.writer.path)
     return IngestResult(config.out, summary.rows_read, summary.rows, summary.rows_rejected, rejects,
@@ -185,7 +185,8 @@ def _check_plan(work: str, plan: dict) -> None:
 
 @contextmanager
 def _pool(config: IngestConfig, ctx: passes.Context):
-    """``map``-like callable over work items: inline for one worker, else forked processes sharing ``ctx``."""
+    """``map``-like callable over work items: tasks on a Dask cluster (--dask), inline for one worker, else forked
+    processes sharing ``ctx``."""
     passes.set_context(ctx)
     if config.dask:
         with dask_map(config.dask, ctx) as run:
@@ -273,12 +274,20 @@ def _publish(out: str, work: str, built: str) -> None:
         old = f"{out}.old-{os.getpid()}"
         os.replace(out, old)
     os.replace(built, out)
-    trash = f"{work}.removing-{os.getpid()}"
-    os.replace(work, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    _discard(work)
     if old:
         shutil.rmtree(old, ignore_errors=True)
     _remove_leftovers(out)
+
+
+def _discard(work: str) -> None:
+    """Delete a work directory, renaming it away first: a kill during the deletion must not leave a half-deleted
+    work directory that --resume would trust."""
+    trash = f"{work}.removing-{os.getpid()}"
+    os.replace(work, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    for path in glob.glob(glob.escape(work) + ".removing-*"):  # left by killed runs
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _remove_leftovers(out: str) -> None:

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from store.errors import OptionError
+from store.errors import OptionError, StoreError
 
-__all__ = ["Cluster", "cluster_from_env", "strategy_for", "train_multi_worker"]
+__all__ = ["Cluster", "ClusterError", "cluster_from_env", "strategy_for", "train_multi_worker"]
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,26 @@ def _evaluate(model, seq, task, loss_fn, all_reduce: _AllReduce, threads: int) -
 
 
 def train_multi_worker(cfg, cluster: Cluster, strategy) -> dict:
-    """``trainer run`` under MultiWorkerMirroredStrategy (see the module docstring); returns validation metrics."""
+    """``trainer run`` under MultiWorkerMirroredStrategy (see the module docstring); returns validation metrics.
+
+    When another worker stops (its own error, a kill, a lost host), TensorFlow aborts the collectives of the others
+    within seconds; that becomes a one-line ClusterError here instead of a traceback or a hang.
+    """
+    import tensorflow as tf
+    try:
+        return _train_multi_worker(cfg, cluster, strategy)
+    except tf.errors.OpError as exc:
+        first = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
+        raise ClusterError(f"worker {cluster.index} of {cluster.count}: the cluster stopped ({type(exc).__name__}: "
+                           f"{first[:200]}); another worker failed or is unreachable — see its error, fix it, then "
+                           "re-run every worker with --resume") from None
+
+
+class ClusterError(StoreError):
+    """Multi-worker training stopped because another worker failed or cannot be reached."""
+
+
+def _train_multi_worker(cfg, cluster: Cluster, strategy) -> dict:
     import tensorflow as tf
 
     from .model import default_model, load_model_function, spec_for
@@ -194,6 +213,7 @@ def train_multi_worker(cfg, cluster: Cluster, strategy) -> dict:
                                                   "task": dataclasses.asdict(task), "workers_in_cluster": cluster.count}
             _write_json(os.path.join(cfg.out, "config.json"), resolved)
         history_path = os.path.join(cfg.out, "history.csv")
+        row: dict = {}
         for epoch in range(start, cfg.epochs):
             train_seq.set_epoch(epoch)
             losses = [float(step(*_unpack(b))) for b in _prefetched(train_seq, cfg.workers)]
@@ -208,6 +228,8 @@ def train_multi_worker(cfg, cluster: Cluster, strategy) -> dict:
             if cfg.verbose:
                 print(f"worker {cluster.index}/{cluster.count} epoch {epoch + 1}/{cfg.epochs} "
                       + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"), flush=True)
+        if not row and val_seq is not None:  # resumed after the last epoch: evaluate the restored weights
+            row = {f"val_{k}": v for k, v in _evaluate(model, val_seq, task, loss_fn, all_reduce, cfg.workers).items()}
         metrics = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")} if val_seq is not None \
             else {k: v for k, v in row.items() if k != "epoch"}
         if cluster.chief:

@@ -122,3 +122,16 @@ def test_mirrored_strategy_trains_with_fit(quest_store, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.split()[-1]) > 0.55
     assert os.path.exists(os.path.join(run, "model.keras"))
+
+
+@pytest.mark.slow
+def test_a_failing_worker_stops_the_others_with_one_line(quest_store, tmp_path):
+    chief, other = tmp_path / "chief", tmp_path / "other"
+    chief.mkdir()
+    (chief / "something").write_text("a previous run")  # the chief refuses to overwrite it
+    results = _run_workers(quest_store, [str(chief), str(other)], "--epochs", "1", "--quiet")
+    assert all(r.returncode == 1 for r in results)
+    errors = [[line for line in r.stdout.splitlines() if line.startswith("trainer: error: ")] for r in results]
+    assert "already holds a run" in errors[0][0]
+    assert "worker 1 of 2: the cluster stopped" in errors[1][0] and len(errors[1]) == 1
+    assert "Traceback" not in results[1].stdout

@@ -10,6 +10,7 @@ depend on where a task ran: it equals a local run's with the same seed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import os
 from contextlib import contextmanager
 
 from store.errors import OptionError, StoreError
@@ -38,9 +39,25 @@ def dask_map(address: str, ctx: passes.Context):
         raise OptionError(f"--dask {address}: cannot reach the Dask scheduler ({exc}); start one with `dask "
                           "scheduler` and workers with `dask worker ADDRESS`, or drop --dask") from None
     try:
+        _check_workers_see(client, address, [ctx.work] + sorted({f.path for f in ctx.files}))
         yield lambda fn, items: _ordered_results(client, ctx, fn, list(items))
     finally:
         client.close()
+
+
+def _missing(paths: list[str]) -> list[str]:
+    return [p for p in paths if not os.path.exists(p)]
+
+
+def _check_workers_see(client, address: str, paths: list[str]) -> None:
+    """Fail early, in one line, when the cluster has no workers or a worker cannot see the sources or the work
+    directory (instead of tasks failing on the workers with tracebacks)."""
+    if not client.scheduler_info().get("workers"):
+        raise OptionError(f"--dask {address}: the scheduler has no workers; start some with `dask worker {address}`")
+    for worker, missing in client.run(_missing, paths).items():
+        if missing:
+            raise OptionError(f"--dask: worker {worker} cannot see {missing[0]}; the sources and the work directory "
+                              "must be on a filesystem every Dask worker shares, under the same absolute path")
 
 
 def _ordered_results(client, ctx: passes.Context, fn: Callable, items: list) -> Iterator:

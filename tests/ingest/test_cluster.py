@@ -64,3 +64,12 @@ def test_unreachable_scheduler_is_one_line(tmp_path, quest_csv, capsys):
     err = capsys.readouterr().err
     assert err.startswith("ingest: error: --dask tcp://127.0.0.1:9: cannot reach the Dask scheduler")
     assert err.count("\n") == 1
+
+
+def test_paths_the_workers_cannot_see_are_one_line(tmp_path, quest_csv, scheduler, capsys, monkeypatch):
+    import ingest.cluster
+    monkeypatch.setattr(ingest.cluster, "_missing", lambda paths: paths[-1:])  # as if on another host
+    argv = [quest_csv, "--out", str(tmp_path / "s.zarr"), "--dask", scheduler, "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot see" in err and "filesystem every Dask worker shares" in err

@@ -130,3 +130,16 @@ def test_inspect_and_verify_a_remote_store(pair, capsys):
     assert inspect_main([remote, "--verify"]) == 0
     out = capsys.readouterr().out
     assert remote in out
+
+
+def test_loader_processes_read_a_remote_store(pair):
+    from trainer.batches import BatchSource
+    from trainer.sequence import StoreSequence
+    local, remote = pair
+    seq = StoreSequence(remote, "train", workers=2, use_multiprocessing=True, seed=3)
+    try:
+        reference = BatchSource(local, "train", seed=3)
+        for i in (0, len(seq) - 1):
+            np.testing.assert_array_equal(seq[i][0]["numeric"], reference.batch(i, 0)[0]["numeric"])
+    finally:
+        seq.close()

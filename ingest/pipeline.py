@@ -122,15 +122,7 @@ def _prepare_output(config: IngestConfig, work: str) -> None:
                                     path=out)
         if not config.overwrite and not config.resume:
             raise OutputExistsError(f"{out} exists; pass --overwrite to replace it", path=out)
-    if os.path.exists(work):
-        if config.resume:
-            return
-        if not config.overwrite:
-            raise OutputExistsError(f"{work} holds an interrupted ingest of {out}; pass --resume to continue it or "
-                                    "--overwrite to start over", path=work)
-        shutil.rmtree(work)
-    os.makedirs(os.path.join(work, "spill"))
-    os.makedirs(os.path.join(work, "sorted"))
+    _new_work(config, work)
 
 
 def _prepare_remote_output(config: IngestConfig, work: str) -> None:
@@ -139,7 +131,7 @@ def _prepare_remote_output(config: IngestConfig, work: str) -> None:
     if state == "other":
         raise OutputExistsError(f"{config.out} holds objects that are not a store; refusing to touch them: choose "
                                 "another --out", path=config.out)
-    if os.path.exists(work) and config.resume:
+    if config.resume and os.path.exists(work):
         return
     if state == "store" and config.resume:
         raise OutputExistsError(f"{config.out} is already complete; nothing to resume (pass --overwrite to rebuild "
@@ -149,7 +141,14 @@ def _prepare_remote_output(config: IngestConfig, work: str) -> None:
         raise OutputExistsError(f"{config.out} {what}; pass --overwrite to replace it"
                                 + (" (or --resume with the same --work to finish it)" if state == "partial" else ""),
                                 path=config.out)
+    _new_work(config, work)
+
+
+def _new_work(config: IngestConfig, work: str) -> None:
+    """Keep the work directory for --resume, replace it with --overwrite, else refuse; create it if absent."""
     if os.path.exists(work):
+        if config.resume:
+            return
         if not config.overwrite:
             raise OutputExistsError(f"{work} holds an interrupted ingest of {config.out}; pass --resume to continue "
                                     "it or --overwrite to start over", path=work)

@@ -13,6 +13,7 @@ import mmap
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class ArrayReader:
 
     def chunk(self, k: int) -> np.ndarray:
         """Rows of chunk ``k`` (the last chunk without its padding), shape ``[rows, columns]``."""
-        return read_chunks([(self, k)])[0]
+        return next(read_chunks([(self, k)]))
 
     def locate(self, k: int) -> tuple:
         """(shard entry, byte offset, byte count) of chunk ``k``; reads the shard's index on first use. The entry is
@@ -178,32 +179,37 @@ class ArrayReader:
                 self._dir = None
 
 
-def read_chunks(requests: list[tuple[ArrayReader, int]]) -> list[np.ndarray]:
-    """Chunks ``[(reader, k), ...]`` in order; remote ones fetched together in one concurrent request batch."""
-    out: list = [None] * len(requests)
+def read_chunks(requests: list[tuple[ArrayReader, int]]) -> Iterator[np.ndarray]:
+    """Chunks ``[(reader, k), ...]`` in order, lazily. Remote ones are fetched up front in one concurrent batch of
+    ranged requests (latency overlaps); local ones are read and decoded only when the caller asks for the next, so
+    each is consumed while still in the CPU cache."""
+    fetched = {}
     remote = []
     for i, (reader, k) in enumerate(requests):
-        if reader.remote:  # a remote entry holds no descriptor: release at once
+        if reader.remote:
             located = reader.locate(k)
-            reader.release(located[0])
+            reader.release(located[0])  # a remote entry holds no descriptor
             remote.append((i, located))
-        else:  # locate and read at once: the shard's descriptor stays open in between
-            entry, offset, nbytes = reader.locate(k)
-            try:
-                out[i] = reader.decode(k, reader.local_bytes(entry, offset, nbytes), nbytes)
-            finally:
-                reader.release(entry)
     if remote:
         fs = requests[remote[0][0]][0].filesystem()
         datas = fs.cat_ranges([e.source for _, (e, _, _) in remote], [o for _, (_, o, _) in remote],
                               [o + n for _, (_, o, n) in remote], on_error="return")
         for (i, (_, _, nbytes)), data in zip(remote, datas):
-            reader, k = requests[i]
             if isinstance(data, BaseException):
+                reader, k = requests[i]
                 raise ChunkError(f"{reader.name}: chunk {k} could not be read ({type(data).__name__}: {data}); "
                                  "check the connection and that the store is complete", array=reader.name, chunk=k)
-            out[i] = reader.decode(k, data, nbytes)
-    return out
+            fetched[i] = (data, nbytes)
+    for i, (reader, k) in enumerate(requests):
+        if i in fetched:
+            data, nbytes = fetched.pop(i)
+            yield reader.decode(k, data, nbytes)
+            continue
+        entry, offset, nbytes = reader.locate(k)  # locate and read at once: the descriptor stays open in between
+        try:
+            yield reader.decode(k, reader.local_bytes(entry, offset, nbytes), nbytes)
+        finally:
+            reader.release(entry)
 
 
 class _Shard:

@@ -25,11 +25,7 @@ import sys
 import tempfile
 import time
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tools.measure import free_ports
 
 
 def _wait_port(port: int, timeout: float = 30) -> None:
@@ -128,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from tools.synth import write_csv
 
     procs = []
-    s3_port = _free_port()
+    s3_port = free_ports(1)[0]
     procs.append(subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
@@ -149,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             print("|---|" + "---:|" * len(args.latency_ms))
             table: dict[str, list[str]] = {}
             for ms in args.latency_ms:
-                port = _free_port()
+                port = free_ports(1)[0]
                 procs.append(subprocess.Popen([sys.executable, "-m", "tools.bench_remote", "--proxy", str(port),
                                                str(s3_port), str(ms)]))
                 _wait_port(port)

@@ -13,23 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-from tools.measure import machine, median
-
-
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from tools.measure import free_ports, machine, median
 
 
 def _env() -> dict:
@@ -64,7 +53,7 @@ def _train(store: str, out: str, epochs: int, workers: int) -> None:
     if workers == 1:
         subprocess.run(argv, env=_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return
-    hosts = [f"127.0.0.1:{p}" for p in _ports(workers)]
+    hosts = [f"127.0.0.1:{p}" for p in free_ports(workers)]
     procs = [subprocess.Popen(argv[:6] + [f"{out}-{i}"] + argv[7:], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL,
                               env=_env() | {"TF_CONFIG": json.dumps({"cluster": {"worker": hosts},

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import pytest
 
 from store import OptionError
 from tests.helpers import subprocess_env
+from tools.measure import free_ports
 from trainer.distribution import Cluster, cluster_from_env
 
 
@@ -34,18 +34,8 @@ def test_cluster_from_env():
         cluster_from_env(_tf_config(["a:1", "b:2"], 5))
 
 
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _run_workers(store: str, outs: list[str], *args: str) -> list[subprocess.CompletedProcess]:
-    workers = [f"127.0.0.1:{p}" for p in _ports(len(outs))]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(len(outs))]
     procs = [subprocess.Popen([sys.executable, "-m", "trainer", "run", store, "--out", out, *args],
                               env=subprocess_env() | _tf_config(workers, i), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)

@@ -3,8 +3,9 @@
 Reads a shard's index once (cached), then only the chunk's bytes (``os.pread``, which releases the GIL), verifies
 the CRC32C and decodes with numcodecs Blosc. A store ingested with ``--compression none`` is read through ``mmap``:
 the returned array is a zero-copy view of the page cache. A remote store (an fsspec URL) is read with ranged GETs;
-:func:`read_chunks` fetches many chunks in one concurrent ``cat_ranges`` call, so per-request latency overlaps. The bytes are exactly what zarr-python reads (tests
-compare the two); only the per-call overhead differs (~0.4 ms through zarr-python, tens of µs here).
+:func:`read_chunks` fetches many chunks in one concurrent ``cat_ranges`` call, so per-request latency overlaps.
+The bytes are exactly what zarr-python reads (tests compare the two); only the per-call overhead differs (~0.4 ms
+through zarr-python, tens of µs here).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class ArrayReader:
         self.columns, self.rows, self.batch_size, self.cps = columns, rows, batch_size, chunks_per_shard
         self.codec = ChunkCodec(compression, dtype)
         self.mapped = compression == "none"
-        self._shards: OrderedDict[int, tuple] = OrderedDict()
+        self._shards: OrderedDict[int, _Shard] = OrderedDict()
         self._lock = threading.Lock()
         self._dir: int | None = None
         self.remote = is_remote(store)

@@ -26,6 +26,7 @@ from .shard import EMPTY, ChunkCodec, read_index
 __all__ = ["ArrayReader", "read_chunks"]
 
 _OPEN_SHARDS = 64
+_EMPTY = int(EMPTY)
 
 
 class ArrayReader:
@@ -60,7 +61,42 @@ class ArrayReader:
 
     def chunk(self, k: int) -> np.ndarray:
         """Rows of chunk ``k`` (the last chunk without its padding), shape ``[rows, columns]``."""
-        return next(read_chunks([(self, k)]))
+        if self.remote:
+            return next(read_chunks([(self, k)]))
+        entry, offset, nbytes = self.locate(k)  # the local fast path: no generator, the descriptor held throughout
+        try:
+            return self.decode(k, self.local_bytes(entry, offset, nbytes), nbytes)
+        finally:
+            self.release(entry)
+
+    def chunks_of(self, ks: list[int]) -> Iterator[np.ndarray]:
+        """Chunks ``ks`` in order (local stores): their shards looked up under one lock, each chunk read and
+        decoded only when the caller asks for it (so it is consumed while still in the CPU cache)."""
+        if self.remote:
+            yield from read_chunks([(self, k) for k in ks])
+            return
+        for k in ks:
+            if not 0 <= k < self.chunks:
+                raise IndexError(f"{self.name}: chunk {k} out of range 0..{self.chunks - 1}")
+        cps, rows, batch, decode = self.cps, self.rows, self.batch_size, self.codec.decode
+        shape = (batch, self.columns)
+        entries = self._shards_of([k // cps for k in ks])
+        try:
+            for k, entry in zip(ks, entries):
+                offset, nbytes = entry.entries[k % cps]
+                if offset == _EMPTY:
+                    raise ChunkError(f"{self.name}: chunk {k} is missing from its shard; the store is damaged, "
+                                     "re-run the ingest", array=self.name, chunk=k)
+                data = self.local_bytes(entry, offset, nbytes)
+                if len(data) != nbytes:
+                    raise ChunkError(f"{self.name}: chunk {k} is truncated; the store is damaged, re-run the "
+                                     "ingest", array=self.name, chunk=k)
+                out = decode(data, shape, array=self.name, chunk=k)
+                yield out if (k + 1) * batch <= rows else out[:rows - k * batch]
+        finally:
+            with self._lock:
+                for entry in entries:
+                    self._release_locked(entry)
 
     def locate(self, k: int) -> tuple:
         """(shard entry, byte offset, byte count) of chunk ``k``; reads the shard's index on first use. The entry is
@@ -68,8 +104,8 @@ class ArrayReader:
         if not 0 <= k < self.chunks:
             raise IndexError(f"{self.name}: chunk {k} out of range 0..{self.chunks - 1}")
         entry = self._shard(k // self.cps)
-        offset, nbytes = (int(v) for v in entry.index[k % self.cps])
-        if offset == int(EMPTY):
+        offset, nbytes = entry.entries[k % self.cps]
+        if offset == _EMPTY:
             self.release(entry)
             raise ChunkError(f"{self.name}: chunk {k} is missing from its shard; the store is damaged, re-run the "
                              "ingest", array=self.name, chunk=k)
@@ -77,9 +113,13 @@ class ArrayReader:
 
     def release(self, entry: "_Shard") -> None:
         with self._lock:
-            entry.users -= 1
-            if entry.evicted and entry.users == 0:
-                entry.close()
+            self._release_locked(entry)
+
+    @staticmethod
+    def _release_locked(entry: "_Shard") -> None:
+        entry.users -= 1
+        if entry.evicted and entry.users == 0:
+            entry.close()
 
     def local_bytes(self, entry, offset: int, nbytes: int):
         fd, mm = entry.source, entry.mm
@@ -95,19 +135,31 @@ class ArrayReader:
         return out[:valid]
 
     def _shard(self, shard: int):
+        return self._shards_of([shard])[0]
+
+    def _shards_of(self, shards: list[int]) -> list["_Shard"]:
+        """The open entries of ``shards`` (opened on first use), each marked in use once per occurrence."""
+        entries: list[_Shard] = []
         with self._lock:
-            entry = self._shards.get(shard)
-            if entry is not None:
-                self._shards.move_to_end(shard)
-            else:
-                entry = self._shards[shard] = _Shard(*self._open(shard))
-                if len(self._shards) > _OPEN_SHARDS:
-                    old = self._shards.popitem(last=False)[1]
-                    old.evicted = True
-                    if old.users == 0:  # else its last user closes it
-                        old.close()
-            entry.users += 1
-            return entry
+            try:
+                for shard in shards:
+                    entry = self._shards.get(shard)
+                    if entry is not None:
+                        self._shards.move_to_end(shard)
+                    else:
+                        entry = self._shards[shard] = _Shard(*self._open(shard))
+                        if len(self._shards) > _OPEN_SHARDS:
+                            old = self._shards.popitem(last=False)[1]
+                            old.evicted = True
+                            if old.users == 0:  # else its last user closes it
+                                old.close()
+                    entry.users += 1
+                    entries.append(entry)
+            except BaseException:
+                for entry in entries:
+                    self._release_locked(entry)
+                raise
+        return entries
 
     def _store_dir(self) -> int:
         """A descriptor of the store directory, opened once per process: shard files are opened relative to it, so
@@ -217,10 +269,11 @@ class _Shard:
     """An open shard: its descriptor (local) or path (remote), its map (``--compression none``), its chunk index,
     and how many reads are using it (an evicted shard is closed by its last user)."""
 
-    __slots__ = ("source", "mm", "index", "users", "evicted")
+    __slots__ = ("source", "mm", "entries", "users", "evicted")
 
     def __init__(self, source, mm, index):
-        self.source, self.mm, self.index, self.users, self.evicted = source, mm, index, 0, False
+        self.source, self.mm, self.users, self.evicted = source, mm, 0, False
+        self.entries = index.tolist()  # [(offset, nbytes), ...] as Python ints: one lookup per chunk read
 
     def close(self) -> None:
         if isinstance(self.source, str):  # a remote shard: nothing held open

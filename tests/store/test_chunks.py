@@ -47,8 +47,7 @@ def _damage(path, array, flip=None, truncate=None):
 def test_flipped_byte_names_array_and_chunk(tmp_path, quest_csv, make_store):
     out, _ = make_store(quest_csv, batch_size=128)
     reader = _reader(out)
-    index = reader._shard(0).index
-    offset = int(index[5][0])
+    offset = reader._shard(0).entries[5][0]
     reader.close()
     _damage(out, "float32", flip=offset + 10)
     reader = _reader(out)

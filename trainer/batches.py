@@ -17,6 +17,7 @@ its own embedding row. Rows whose label is missing get sample weight 0.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ from store.errors import OptionError, SchemaError, StoreError
 
 from .task import Task, task_for
 
-__all__ = ["BatchSource", "iter_batches", "DEFAULT_WINDOW", "LoaderError", "init_worker", "load_window_in_worker"]
+__all__ = ["BatchSource", "iter_batches", "DEFAULT_WINDOW", "LoaderError"]
 
 DEFAULT_WINDOW = 16
 
@@ -94,10 +95,23 @@ class BatchSource:
         self._order: tuple[int, np.ndarray] | None = None  # (epoch, chunk permutation)
         split_stats = store.statistics.get(split, {})
         # missing numeric values -> train mean; only columns with missing values in this split are checked
-        self._fills = [(j, None if c.kind == "float" else np.float32(c.missing_value),
-                        np.float32(_mean(self.stats[c.name])))
-                       for j, c in enumerate(self.numeric) if split_stats.get(c.name, {}).get("missing", 1)]
+        fills = [(j, c) for j, c in enumerate(self.numeric) if split_stats.get(c.name, {}).get("missing", 1)]
+        self._nan_fill = _nan_fill([(j, _mean(self.stats[c.name])) for j, c in fills if c.kind == "float"])
+        self._sentinel_fills = [(j, np.float32(c.missing_value), np.float32(_mean(self.stats[c.name])))
+                                for j, c in fills if c.kind != "float"]
+        # a split with unlabelled rows gets sample weights (0 for those rows) in every batch, a fixed structure
+        self.has_weight = self.label is not None and bool(split_stats.get(self.label.name, {}).get("missing", 1))
         self.readers = {a: store.chunk_reader(split, a) for a in self._routes}
+        self._local = threading.local()
+
+    def __getstate__(self):  # sent to loader processes: staging buffers stay in their thread
+        state = dict(self.__dict__)
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     def _check_batch_size(self, batch_size: int | None) -> int:
         if batch_size is None:
@@ -172,49 +186,104 @@ class BatchSource:
 
     # -- data -------------------------------------------------------------------------------------------------
 
-    def load_window(self, epoch: int, w: int) -> dict[str, np.ndarray]:
+    @property
+    def window_rows(self) -> int:
+        """Rows of the largest window (the shape of a loader's window buffers)."""
+        return (self.window if self.shuffle else self.per_batch) * self.chunk_rows
+
+    def outputs(self) -> dict[str, tuple[int | None, np.dtype]]:
+        """What a window holds: name -> (columns, dtype); columns is None for the 1-D ``y`` and ``weight``.
+        The same for every window of the split (``weight`` is there when the split has rows without a label)."""
+        out: dict[str, tuple[int | None, np.dtype]] = {}
+        if self.numeric:
+            out["numeric"] = (len(self.numeric), np.dtype(np.float32))
+        if self.categorical:
+            out["categorical"] = (len(self.categorical), np.dtype(np.int32))
+        if self.task is not None:
+            out["y"] = (None, np.dtype(np.int32 if self.task.kind == "multiclass" else np.float32))
+            if self.has_weight:
+                out["weight"] = (None, np.dtype(np.float32))
+        return out
+
+    def window_buffers(self, rows: int | None = None) -> dict[str, np.ndarray]:
+        """Empty arrays for one window (see :meth:`outputs`)."""
+        rows = self.window_rows if rows is None else rows
+        return {name: np.empty((rows,) if cols is None else (rows, cols), dtype)
+                for name, (cols, dtype) in self.outputs().items()}
+
+    def load_window(self, epoch: int, w: int, out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Every batch of window ``w`` of ``epoch``, converted: ``numeric``, ``categorical``, ``y``, ``weight``.
 
-        Chunks are decoded straight into the output matrices: one copy does the type conversion and, when
-        shuffling, the scatter of each row to its permuted place in the window.
+        The window's chunks are decoded and converted into contiguous staging matrices (slice copies), missing
+        values filled, and then, when shuffling, the rows permuted into ``out`` (e.g. a loader's shared-memory
+        buffers; new arrays when None) with one gather per output; without shuffle they go straight to ``out``.
+        Returns views of the window's rows in ``out``.
         """
-        chunks = self.window_chunks(epoch, w)
-        sizes = [min(self.chunk_rows, self.rows - int(k) * self.chunk_rows) for k in chunks]
+        chunks = self.window_chunks(epoch, w).tolist()
+        sizes = [min(self.chunk_rows, self.rows - k * self.chunk_rows) for k in chunks]
         n = sum(sizes)
-        out = {"numeric": np.empty((n, len(self.numeric)), np.float32),
-               "categorical": np.empty((n, len(self.categorical)), np.int32)}
+        out = self.window_buffers(n) if out is None else {k: v[:n] for k, v in out.items()}
+        staged = self._staging() if self.shuffle else out
+        targets = {k: staged[k][:n] for k in ("numeric", "categorical") if k in staged}
         if self.label is not None:
-            out["label"] = np.empty((n, 1), self.schema.array_dtype(self.label.array))
-        # shuffled: each chunk's rows are scattered to their permuted places in the same copy
-        perm = np.random.default_rng([self.seed, epoch, w]).permutation(n) if self.shuffle else None
-        # every chunk of the window at once: a remote store fetches them in one concurrent batch of requests
+            targets["label"] = self._staging()["label"][:n]
+        starts = np.cumsum([0] + sizes[:-1]).tolist()
+        for array, data_of in self._chunk_data(chunks):
+            routes = self._routes[array]
+            for data, start, size in zip(data_of, starts, sizes):
+                rows = slice(start, start + size)
+                for r in routes:
+                    targets[r.output][rows, r.target] = data[:, r.source]
+        if "numeric" in targets:
+            self._fill_missing(targets["numeric"])
+        if self.label is not None:
+            y, missing = self.task.targets(self.label, targets["label"][:, 0])
+            targets["y"] = y
+            if "weight" in out:
+                targets["weight"] = np.logical_not(missing).astype(np.float32)
+            if not self.shuffle:
+                out["y"][:] = y
+                if "weight" in out:
+                    out["weight"][:] = targets["weight"]
+        if self.shuffle:  # rows of up to `window` random chunks mixed into every batch: one gather per output
+            perm = np.random.default_rng([self.seed, epoch, w]).permutation(n)
+            for name, dest in out.items():
+                np.take(targets[name], perm, axis=0, out=dest)
+        return out
+
+    def _chunk_data(self, chunks: list[int]):
+        """(array, iterator of its decoded chunks in ``chunks`` order) for each array the batches use. A remote
+        store's chunks, all arrays together, are fetched in one concurrent batch of requests."""
         arrays = list(self._routes)
-        data_of = iter(read_chunks([(self.readers[a], int(k)) for k in chunks for a in arrays]))
-        start = 0
-        for k, size in zip(chunks, sizes):
-            rows = perm[start:start + size] if perm is not None else slice(start, start + size)
-            for array in arrays:
-                data = next(data_of)
-                for r in self._routes[array]:
-                    if isinstance(rows, slice) or isinstance(r.target, slice):
-                        out[r.output][rows, r.target] = data[:, r.source]
-                    else:  # two index lists: the cross product, not pairs
-                        out[r.output][np.ix_(rows, r.target)] = data[:, r.source]
-            start += size
-        numeric = out["numeric"]
-        for j, missing_value, fill in self._fills:
+        if any(self.readers[a].remote for a in arrays):
+            data_of = read_chunks([(self.readers[a], k) for a in arrays for k in chunks])
+            return [(a, (next(data_of) for _ in chunks)) for a in arrays]
+        return [(a, self.readers[a].chunks_of(chunks)) for a in arrays]
+
+    def _staging(self) -> dict[str, np.ndarray]:
+        """This thread's reusable staging matrices for one window (allocated once per thread)."""
+        staging = getattr(self._local, "staging", None)
+        if staging is None:
+            staging = self.window_buffers()
+            if self.label is not None:
+                staging["label"] = np.empty((self.window_rows, 1), self.schema.array_dtype(self.label.array))
+            self._local.staging = staging
+        return staging
+
+    def _fill_missing(self, numeric: np.ndarray | None) -> None:
+        """Missing numeric values -> the column's train mean (see the module docstring)."""
+        if self._nan_fill is not None:  # float columns: one vectorised pass over their block of columns
+            lo, hi, row = self._nan_fill
+            block = numeric[:, lo:hi]
+            mask = np.isnan(block)
+            if mask.any():
+                np.copyto(block, row, where=mask)
+        for j, missing_value, fill in self._sentinel_fills:
             column = numeric[:, j]
-            column[np.isnan(column) if missing_value is None else column == missing_value] = fill
-        result = {k: out[k] for k in ("numeric", "categorical") if out[k].shape[1]}
-        if self.label is not None:
-            y, missing = self.task.targets(self.label, out["label"][:, 0])
-            result["y"] = y
-            if missing.any():
-                result["weight"] = (~missing).astype(np.float32)
-        return result
+            column[column == missing_value] = fill
 
     def batch_from(self, window: dict[str, np.ndarray], j: int) -> tuple:
-        """Batch ``j`` of a loaded window, as Keras takes it."""
+        """Batch ``j`` of a loaded window, as Keras takes it: ``(x,)``, ``(x, y)`` or ``(x, y, weight)``."""
         sl = slice(j * self.batch_size, (j + 1) * self.batch_size)
         x = {k: window[k][sl] for k in ("numeric", "categorical") if k in window}
         if "y" not in window:
@@ -242,13 +311,27 @@ def _check_shard(shard, chunks: int, split: str) -> tuple[int, int]:
     return index, count
 
 
+def _nan_fill(columns: list[tuple[int, float]]) -> tuple[int, int, np.ndarray] | None:
+    """(first, last + 1, fill row) covering the float columns to fill; NaN (a no-op) for the columns between them
+    that are not filled (they hold no NaN)."""
+    if not columns:
+        return None
+    lo, hi = columns[0][0], columns[-1][0] + 1
+    row = np.full(hi - lo, np.nan, np.float32)
+    for j, mean in columns:
+        row[j - lo] = mean
+    return lo, hi, row
+
+
 def _mean(stats: dict) -> float:
     mean = stats.get("mean")
     return float(mean) if isinstance(mean, (int, float)) and math.isfinite(mean) else 0.0
 
 
-def iter_batches(path: str, split: str = "train", *, epoch: int = 0, **options):
-    """Framework-neutral iteration over one epoch of numpy batches (same order as the Keras Sequence).
+def iter_batches(path: str, split: str = "train", *, epoch: int = 0, workers: int = 1,
+                 use_multiprocessing: bool = False, **options):
+    """Framework-neutral iteration over one epoch of numpy batches (same order as the Keras Sequence), with
+    windows loaded ahead in ``workers`` threads (or processes, see :mod:`trainer.loader`).
 
     Example (PyTorch)::
 
@@ -257,35 +340,13 @@ def iter_batches(path: str, split: str = "train", *, epoch: int = 0, **options):
                 loss = step(torch.from_numpy(x["numeric"]), torch.from_numpy(x["categorical"]),
                             torch.from_numpy(y))
     """
-    source = BatchSource(path, split, **options)
-    try:
-        per = source.batches_per_window()
-        for w in range(-(-len(source) // per)):
-            window = source.load_window(epoch, w)
-            for j in range(min(per, len(source) - w * per)):
-                yield source.batch_from(window, j)
-    finally:
-        source.close()
+    from .feed import BatchFeed
+
+    with BatchFeed(BatchSource(path, split, **options), workers=workers, processes=use_multiprocessing) as feed:
+        feed.set_epoch(epoch)
+        for i in range(len(feed)):
+            yield feed.batch(i)
 
 
 class LoaderError(StoreError, RuntimeError):
     """A loader worker failed: a worker process died, or reading a window raised."""
-
-
-# -- loader worker processes (spawned: this module imports no TensorFlow) ----------------------------------------
-
-_SOURCE: BatchSource | None = None
-
-
-def init_worker(source: BatchSource) -> None:
-    global _SOURCE
-    _SOURCE = source
-
-
-def load_window_in_worker(epoch: int, w: int) -> dict:
-    try:
-        return _SOURCE.load_window(epoch, w)
-    except StoreError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - name the window in whatever went wrong
-        raise LoaderError(f"loading window {w} of epoch {epoch}: {type(exc).__name__}: {exc}") from None

@@ -34,13 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, metavar="N", help="a multiple of the store's chunk rows (default: "
                                                                  "the chunk rows)")
     run.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="loader threads or processes (default 1: on 2 cores more threads only compete with the "
-                          "model for CPU, see README; try 2-4 with a GPU)")
-    run.add_argument("--use-multiprocessing", action="store_true", help="decode batches in worker processes")
+                     help="loader threads or processes, decoding ahead of training (default 1; see README, "
+                          "Performance, for what to use with a GPU)")
+    run.add_argument("--use-multiprocessing", action="store_true",
+                     help="decode in worker processes into shared memory (nothing pickled per batch)")
     run.add_argument("--model", default="mlp", metavar="mlp|MODULE:FUNCTION",
                      help="mlp (default) or a function receiving a trainer.model.ModelSpec and returning a model")
     run.add_argument("--seed", type=int, default=0, metavar="N", help="seed of weights and batch order (default 0)")
-    run.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run from its last backup (mid-epoch, see --save-every)")
+    run.add_argument("--save-every", default="10m", metavar="N|DURATION",
+                     help="back up the training state every N batches or every DURATION (90s, 10m, 1h) and at each "
+                          "epoch's end, for --resume (default 10m; 0: epoch ends only)")
+    run.add_argument("--steps-per-execution", type=int, metavar="N",
+                     help="batches per call into the compiled training step (default: see README, Performance)")
     run.add_argument("--learning-rate", type=float, default=1e-3, metavar="X", help="Adam learning rate (1e-3)")
     run.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs that support it)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -62,12 +69,13 @@ def run_config(args: argparse.Namespace):
     return RunConfig(store=args.store, out=args.out, label=args.label, features=features, epochs=args.epochs,
                      batch_size=args.batch_size, workers=args.workers, use_multiprocessing=args.use_multiprocessing,
                      model=args.model, seed=args.seed, resume=args.resume, learning_rate=args.learning_rate,
-                     mixed_precision=args.mixed_precision, verbose=0 if args.quiet else "auto")
+                     mixed_precision=args.mixed_precision, steps_per_execution=args.steps_per_execution,
+                     save_every=args.save_every, verbose=0 if args.quiet else "auto")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # honoured by older TensorFlow releases; see entry()
     from store.errors import StoreError, from_os_error
     try:
         if args.command == "run":
@@ -76,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             from .distribution import cluster_from_env
             cluster = cluster_from_env()
             where = args.out if cluster is None or cluster.chief else "the chief's run directory"
-            print(f"trainer: finished; validation metrics {json.dumps(metrics)}; files in {where}", file=sys.stderr)
+            which = "validation" if _has_validation(args.out, cluster) else "training (no validation split)"
+            print(f"trainer: finished; {which} metrics {json.dumps(metrics)}; files in {where}", file=sys.stderr)
         elif args.command == "evaluate":
             from .run import evaluate
             print(json.dumps(evaluate(args.run_dir, args.store, args.split, args.workers)))
@@ -96,5 +105,53 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _has_validation(out: str, cluster) -> bool:
+    if cluster is not None and not cluster.chief:
+        return True
+    try:
+        with open(os.path.join(out, "history.csv"), encoding="utf-8") as f:
+            header, first = f.readline(), f.readline()
+    except OSError:
+        return True
+    values = dict(zip(header.strip().split(","), first.strip().split(",")))
+    return values.get("val_loss", "NA") not in ("", "NA")
+
+
+def entry() -> None:
+    """The console command. Native libraries write to file descriptor 2 behind Python's back (TensorFlow 2.21's C++
+    logging ignores TF_CPP_MIN_LOG_LEVEL, and logs every exception raised inside a ``tf.data`` generator with its
+    traceback), which would bury the one-line errors: their output goes to a temporary log file instead, kept and
+    named when the command fails unexpectedly, removed otherwise. ``TRAINER_NATIVE_STDERR=1`` shows it instead;
+    a fatal signal still prints Python's traceback (faulthandler) on the real stderr."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get("TRAINER_NATIVE_STDERR") == "1":
+        sys.exit(main())
+    import faulthandler
+    import tempfile
+    import traceback
+
+    log = tempfile.NamedTemporaryFile(prefix="trainer-native-", suffix=".log", delete=False)
+    real = os.dup(2)
+    os.dup2(log.fileno(), 2)
+    log.close()
+    sys.stderr = open(real, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    faulthandler.enable(sys.stderr)
+    keep = False
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse: --help, usage errors
+        code = exc.code
+    except BaseException:  # noqa: BLE001 - a bug: the traceback, and where the native messages are
+        traceback.print_exc()
+        print(f"trainer: TensorFlow's / XLA's own messages are in {log.name}", file=sys.stderr)
+        code, keep = 1, True
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)
+        if not keep:
+            os.unlink(log.name)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -15,14 +15,11 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import glob
 import json
 import os
 import re
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import keras
@@ -30,7 +27,7 @@ import numpy as np
 
 from store.errors import OptionError, StoreError
 
-__all__ = ["Cluster", "ClusterError", "cluster_from_env", "strategy_for", "train_multi_worker"]
+__all__ = ["Cluster", "ClusterError", "cluster_from_env", "mirrored_strategy", "train_multi_worker"]
 
 
 @dataclass(frozen=True)
@@ -65,11 +62,12 @@ def cluster_from_env(environ=os.environ) -> Cluster | None:
     return Cluster(tasks.index((kind, index)), len(tasks), chief=tasks.index((kind, index)) == 0)
 
 
-def strategy_for(cluster: Cluster | None):
-    """MultiWorkerMirroredStrategy for a cluster, MirroredStrategy for several local GPUs, else None."""
+def mirrored_strategy():
+    """MirroredStrategy when the TensorFlow backend sees several GPUs, else None (other backends: one device;
+    JAX's sharding is not supported yet)."""
+    if keras.backend.backend() != "tensorflow":
+        return None
     import tensorflow as tf
-    if cluster is not None:
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return None
@@ -95,15 +93,10 @@ def _unpack(batch):
     return x, y, w
 
 
-def _prefetched(seq, threads: int):
-    """``seq[0], seq[1], ...`` with up to ``threads`` batches read ahead in threads."""
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        ahead = deque(pool.submit(seq.__getitem__, i) for i in range(min(len(seq), threads + 1)))
-        for i in range(len(seq)):
-            batch = ahead.popleft().result()
-            if i + len(ahead) + 1 < len(seq):
-                ahead.append(pool.submit(seq.__getitem__, i + len(ahead) + 1))
-            yield batch
+def _batches(seq):
+    """``seq[0], seq[1], ...`` in order (the sequence loads ahead itself)."""
+    for i in range(len(seq)):
+        yield seq[i]
 
 
 class _AllReduce:
@@ -126,11 +119,11 @@ class _AllReduce:
         return out
 
 
-def _evaluate(model, seq, task, loss_fn, all_reduce: _AllReduce, threads: int) -> dict:
+def _evaluate(model, seq, task, loss_fn, all_reduce: _AllReduce) -> dict:
     """Metrics over the whole split: each worker its share, then the metric states summed across workers."""
     metrics = _metrics(task)
     loss_sum = weight_sum = 0.0
-    for batch in _prefetched(seq, threads):
+    for batch in _batches(seq):
         x, y, w = _unpack(batch)
         pred = model(x, training=False)
         target = np.reshape(y, (len(y),) + tuple(pred.shape[1:])) if task.kind != "multiclass" else y
@@ -146,15 +139,18 @@ def _evaluate(model, seq, task, loss_fn, all_reduce: _AllReduce, threads: int) -
     return {"loss": float(loss_sum / max(weight_sum, 1e-12))} | {m.name: float(m.result()) for m in metrics}
 
 
-def train_multi_worker(cfg, cluster: Cluster, strategy) -> dict:
+def train_multi_worker(cfg, cluster: Cluster, sequences) -> dict:
     """``trainer run`` under MultiWorkerMirroredStrategy (see the module docstring); returns validation metrics.
 
     When another worker stops (its own error, a kill, a lost host), TensorFlow aborts the collectives of the others
     within seconds; that becomes a one-line ClusterError here instead of a traceback or a hang.
     """
+    if keras.backend.backend() != "tensorflow":
+        raise OptionError(f"multi-worker training (TF_CONFIG) needs the TensorFlow backend, not "
+                          f"{keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow, or unset TF_CONFIG")
     import tensorflow as tf
     try:
-        return _train_multi_worker(cfg, cluster, strategy)
+        return _train_multi_worker(cfg, cluster, tf.distribute.MultiWorkerMirroredStrategy(), sequences)
     except tf.errors.OpError as exc:
         first = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
         raise ClusterError(f"worker {cluster.index} of {cluster.count}: the cluster stopped ({type(exc).__name__}: "
@@ -166,19 +162,19 @@ class ClusterError(StoreError):
     """Multi-worker training stopped because another worker failed or cannot be reached."""
 
 
-def _train_multi_worker(cfg, cluster: Cluster, strategy) -> dict:
+def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
     import tensorflow as tf
 
     from .model import default_model, load_model_function, spec_for
     from .plot import learning_curve_png
-    from .run import _check_space, _prepare_run_dir, _sequences, _write_json
+    from .rundir import append_history, check_space, prepare, read_history, write_json
 
     if cfg.mixed_precision:
         raise OptionError("--mixed-precision is not supported with multi-worker training (TF_CONFIG) yet")
     if cluster.chief:
-        _prepare_run_dir(cfg)
+        prepare(cfg.out, cfg.resume)
     keras.utils.set_random_seed(cfg.seed)
-    label, train_seq, val_seq = _sequences(cfg, shard=(cluster.index, cluster.count))
+    label, train_seq, val_seq = sequences(cfg, shard=(cluster.index, cluster.count))
     try:
         spec = spec_for(train_seq.source)
         task = spec.task
@@ -211,31 +207,31 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy) -> dict:
         if cluster.chief:
             resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
                                                   "task": dataclasses.asdict(task), "workers_in_cluster": cluster.count}
-            _write_json(os.path.join(cfg.out, "config.json"), resolved)
+            write_json(os.path.join(cfg.out, "config.json"), resolved)
         history_path = os.path.join(cfg.out, "history.csv")
         row: dict = {}
         for epoch in range(start, cfg.epochs):
             train_seq.set_epoch(epoch)
-            losses = [float(step(*_unpack(b))) for b in _prefetched(train_seq, cfg.workers)]
+            losses = [float(step(*_unpack(b))) for b in _batches(train_seq)]
             row = {"epoch": epoch, "loss": float(np.mean(losses))}
             if val_seq is not None:
                 row |= {f"val_{k}": v for k, v in
-                        _evaluate(model, val_seq, task, loss_fn, all_reduce, cfg.workers).items()}
+                        _evaluate(model, val_seq, task, loss_fn, all_reduce).items()}
             if cluster.chief:
-                _check_space(cfg.out, model)
+                check_space(cfg.out, model)
                 model.save(os.path.join(cfg.out, "checkpoints", f"epoch_{epoch + 1:03d}.keras"))
-                _append_row(history_path, row)
+                append_history(history_path, row)
             if cfg.verbose:
                 print(f"worker {cluster.index}/{cluster.count} epoch {epoch + 1}/{cfg.epochs} "
                       + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"), flush=True)
         if not row and val_seq is not None:  # resumed after the last epoch: evaluate the restored weights
-            row = {f"val_{k}": v for k, v in _evaluate(model, val_seq, task, loss_fn, all_reduce, cfg.workers).items()}
+            row = {f"val_{k}": v for k, v in _evaluate(model, val_seq, task, loss_fn, all_reduce).items()}
         metrics = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")} if val_seq is not None \
             else {k: v for k, v in row.items() if k != "epoch"}
         if cluster.chief:
             model.save(os.path.join(cfg.out, "model.keras"))
-            _write_json(os.path.join(cfg.out, "metrics.json"), metrics)
-            learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), _read_history(history_path))
+            write_json(os.path.join(cfg.out, "metrics.json"), metrics)
+            learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), read_history(history_path))
         return metrics
     finally:
         train_seq.close()
@@ -252,25 +248,3 @@ def _restore(cfg, model) -> int:
         return 0
     model.load_weights(done[-1])
     return int(re.search(r"epoch_(\d+)\.keras$", done[-1]).group(1))
-
-
-def _append_row(path: str, row: dict) -> None:
-    """Append one epoch to history.csv, dropping rows of that epoch or later (logged before a crash)."""
-    rows = [r for r in _rows(path) if int(r["epoch"]) < row["epoch"]] + [{k: str(v) for k, v in row.items()}]
-    with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(path + ".tmp", path)
-
-
-def _rows(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def _read_history(path: str) -> dict[str, list[float]]:
-    rows = _rows(path)
-    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}

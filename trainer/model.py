@@ -71,12 +71,13 @@ def default_model(spec: ModelSpec, *, hidden: tuple[int, ...] = (256, 128), drop
     return keras.Model(inputs, out, name="tabular_mlp")
 
 
-def compile_for(model: keras.Model, task: Task, learning_rate: float) -> None:
+def compile_for(model: keras.Model, task: Task, learning_rate: float, steps_per_execution: int = 1) -> None:
     """Loss and metrics follow the task: accuracy for classification, MAE for regression."""
     loss, metrics = {"binary": ("binary_crossentropy", ["accuracy", keras.metrics.AUC(name="auc")]),
                      "multiclass": ("sparse_categorical_crossentropy", ["accuracy"]),
                      "regression": ("mse", ["mae"])}[task.kind]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
+                  steps_per_execution=steps_per_execution)
 
 
 def load_model_function(target: str):

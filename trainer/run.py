@@ -1,33 +1,33 @@
-"""``train``, ``evaluate`` and ``predict``: plain functions behind the ``trainer`` command.
+"""``train``, ``evaluate`` and ``predict``: plain functions behind the ``trainer`` command, for any Keras backend.
 
-A run directory holds ``config.json`` (the resolved configuration), ``model.keras`` (final model),
-``checkpoints/epoch_NNN.keras``, ``history.csv`` (one row per epoch, Keras CSVLogger columns), ``metrics.json``
-(final validation metrics), ``learning_curve.png``, ``logs/`` (TensorBoard) and, while training, ``backup/``
-(Keras BackupAndRestore, which ``--resume`` continues from).
+The run directory's files are described in :mod:`trainer.rundir`; ``--resume`` continues from the last backup
+(:mod:`trainer.backup`), in the middle of an epoch if that is where it was saved.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import json
+import importlib.util
 import os
-import shutil
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 
 from store import open_store
-from store.errors import DiskFullError, OptionError, OutputExistsError
+from store.errors import OptionError, StoreError
 
-from .distribution import cluster_from_env, strategy_for, train_multi_worker
+from . import rundir
+from .backup import Backup, BackupCallback, BackupState, RestoreMetrics, parse_save_every
+from .distribution import cluster_from_env, mirrored_strategy, train_multi_worker
 from .model import compile_for, default_model, load_model_function, spec_for
 from .plot import learning_curve_png
 from .sequence import StoreSequence
 
-__all__ = ["RunConfig", "train", "evaluate", "predict"]
+__all__ = ["RunConfig", "train", "evaluate", "predict", "DEFAULT_STEPS_PER_EXECUTION"]
+
+# Training steps per call into the backend's compiled function (see README, Performance: measured).
+DEFAULT_STEPS_PER_EXECUTION = 1
 
 
 @dataclass
@@ -47,6 +47,8 @@ class RunConfig:
     resume: bool = False
     learning_rate: float = 1e-3
     mixed_precision: bool = False
+    steps_per_execution: int | None = None
+    save_every: str = "10m"
     verbose: int | str = "auto"
     extra: dict = field(default_factory=dict)
 
@@ -61,11 +63,15 @@ class RunConfig:
             raise OptionError(f"--batch-size must be a positive number of rows, got {self.batch_size}")
         if not 0 <= self.seed < 2**32:
             raise OptionError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if self.steps_per_execution is not None and not 1 <= self.steps_per_execution <= 10_000:
+            raise OptionError(f"--steps-per-execution must be between 1 and 10000, got {self.steps_per_execution}")
         if not str(self.out).strip():
             raise OptionError("--out is empty; name the run directory to create, e.g. --out runs/first")
+        parse_save_every(self.save_every)
 
 
-def _sequences(cfg: RunConfig, shard: tuple[int, int] = (0, 1)):
+def sequences(cfg: RunConfig, shard: tuple[int, int] = (0, 1)):
+    """(label, training sequence, validation sequence or None) for ``cfg``."""
     store = open_store(cfg.store)
     label = cfg.label if cfg.label is not None else store.label
     if label is None:
@@ -83,111 +89,155 @@ def train(cfg: RunConfig) -> dict:
     """Train as ``cfg`` says; returns the final validation (or training) metrics.
 
     With TF_CONFIG naming several workers this is multi-worker training, and with several GPUs mirrored training
-    (see :mod:`trainer.distribution`).
+    (TensorFlow backend; see :mod:`trainer.distribution`).
     """
     cluster = cluster_from_env()
-    strategy = strategy_for(cluster)
     if cluster is not None:
-        return train_multi_worker(cfg, cluster, strategy)
-    _prepare_run_dir(cfg)
+        return train_multi_worker(cfg, cluster, sequences)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    label, train_seq, val_seq = _sequences(cfg)
-    spec = spec_for(train_seq.source)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():  # several GPUs: mirrored
-        model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
-        if not model.compiled:
-            compile_for(model, spec.task, cfg.learning_rate)
-    resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
-                                          "task": dataclasses.asdict(spec.task)}
-    _write_json(os.path.join(cfg.out, "config.json"), resolved)
+    label, train_seq, val_seq = sequences(cfg)
     try:
-        model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, shuffle=False, verbose=cfg.verbose,
-                  callbacks=_callbacks(cfg, train_seq))
-        _check_space(cfg.out, model)
+        spec = spec_for(train_seq.source)
+        model = _build(cfg, spec)
+        rundir.prepare(cfg.out, cfg.resume)  # only now: a mistake in the options leaves nothing behind
+        resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
+                                              "task": dataclasses.asdict(spec.task), "backend": keras.backend.backend(),
+                                              "steps_per_execution": model.steps_per_execution}
+        if cfg.resume:
+            rundir.check_resumable(cfg.out, resolved)
+        rundir.write_json(os.path.join(cfg.out, rundir.CONFIG), resolved)
+        _fit(cfg, model, train_seq, val_seq, _restore(cfg, model))
+        rundir.check_space(cfg.out, model)
         model.save(os.path.join(cfg.out, "model.keras"))
-        history = _clean_history(os.path.join(cfg.out, "history.csv"))
+        history = rundir.clean_history(os.path.join(cfg.out, rundir.HISTORY))
         metrics = _final_metrics(model, val_seq, history)
-        _write_json(os.path.join(cfg.out, "metrics.json"), metrics)
+        rundir.write_json(os.path.join(cfg.out, "metrics.json"), metrics)
         learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), history)
         return metrics
+    except Exception as exc:
+        error = _feed_error(exc, train_seq, val_seq)
+        if error is exc:
+            raise
+        raise error from None
     finally:
         train_seq.close()
         if val_seq is not None:
             val_seq.close()
 
 
-def _prepare_run_dir(cfg: RunConfig) -> None:
-    if os.path.exists(cfg.out) and os.listdir(cfg.out) and not cfg.resume:
-        raise OutputExistsError(f"{cfg.out} already holds a run; pass --resume to continue it or choose another "
-                                "--out", path=cfg.out)
-    os.makedirs(os.path.join(cfg.out, "checkpoints"), exist_ok=True)
+def _feed_error(exc: BaseException, *seqs) -> BaseException:
+    """The loader's own error when the backend wrapped it (TensorFlow re-raises a generator's exception as its
+    own error type with a traceback in the message): the user sees the one line that says what happened."""
+    if isinstance(exc, StoreError):
+        return exc
+    for seq in seqs:
+        if seq is not None and seq.feed.error is not None:
+            return seq.feed.error
+    return exc
 
 
-def _check_space(out: str, model) -> None:
-    """Refuse with a one-line error before a save could fill the disk: h5py (Keras' weight files) can crash the
-    process on ENOSPC, and a half-written checkpoint is worse than none. An epoch saves a checkpoint and a backup,
-    each about the weights plus the optimizer's slots (3x the weights for Adam)."""
-    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
-    need = 2 * 3 * weights + (1 << 20)
-    free = shutil.disk_usage(out).free
-    if free < need:
-        raise DiskFullError(f"no space left on device for the run directory {out}: {free / 2**20:.1f} MiB free, "
-                            f"an epoch's checkpoint and backup need about {need / 2**20:.1f} MiB; free space and "
-                            "re-run the same command with --resume", path=out)
+def _build(cfg: RunConfig, spec):
+    strategy = mirrored_strategy()  # several GPUs under TensorFlow: MirroredStrategy, else None
+    steps = cfg.steps_per_execution or DEFAULT_STEPS_PER_EXECUTION
+    with strategy.scope() if strategy is not None else _nothing():
+        model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
+        if not model.compiled:
+            compile_for(model, spec.task, cfg.learning_rate, steps_per_execution=steps)
+        elif cfg.steps_per_execution:
+            model.steps_per_execution = cfg.steps_per_execution
+    return model
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _restore(cfg: RunConfig, model) -> BackupState | None:
+    """With --resume: the model, optimizer and metrics as last backed up (mid-epoch), else as of the last epoch
+    checkpoint; None when starting afresh."""
+    if not cfg.resume:
+        return None
+    state = Backup(cfg.out).load()
+    if state is not None and os.path.exists(state.weights):
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(state.weights)
+        state.restore_variables(model)
+        return state
+    checkpoints = sorted(f for f in os.listdir(os.path.join(cfg.out, "checkpoints")) if f.endswith(".keras"))
+    if not checkpoints:
+        return None
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(os.path.join(cfg.out, "checkpoints", checkpoints[-1]))
+    return BackupState(int(checkpoints[-1][len("epoch_"):-len(".keras")]), 0, "", None)
+
+
+def _fit(cfg: RunConfig, model, train_seq: StoreSequence, val_seq, state: BackupState | None) -> None:
+    """One fit over the rest of a resumed epoch (its batches from the saved step on), then one over the
+    remaining epochs: Keras' fit has a fixed number of steps per epoch."""
+    epoch, skip = (state.epoch, state.step) if state is not None else (0, 0)
+    if skip >= len(train_seq.source):
+        epoch, skip = epoch + 1, 0
+    backup = Backup(cfg.out)
+    backup.serial = _serial(cfg.out)
+    every_steps, every_seconds = parse_save_every(cfg.save_every)
+    common = dict(validation_data=val_seq, shuffle=False, verbose=cfg.verbose)
+    if skip and epoch < cfg.epochs:
+        train_seq.set_epoch(epoch, skip)
+        model.fit(train_seq, initial_epoch=epoch, epochs=epoch + 1, **common,
+                  callbacks=_callbacks(cfg, backup, every_steps, every_seconds, skip, state))
+        epoch += 1
+    if epoch < cfg.epochs:
+        train_seq.set_epoch(epoch)
+        model.fit(train_seq, initial_epoch=epoch, epochs=cfg.epochs, **common,
+                  callbacks=_callbacks(cfg, backup, every_steps, every_seconds, 0, None))
+
+
+def _serial(out: str) -> int:
+    backup = Backup(out)
+    try:
+        backup.load()
+    except StoreError:
+        pass
+    return backup.serial
 
 
 class _SpaceCheck(keras.callbacks.Callback):
-    """Runs first at the start and at each epoch end, before the callbacks that save (see _check_space)."""
+    """Runs first at the start and at each epoch end, before the callbacks that save (see rundir.check_space)."""
 
     def __init__(self, out: str):
         super().__init__()
         self.out = out
 
     def on_train_begin(self, logs=None):
-        _check_space(self.out, self.model)
+        rundir.check_space(self.out, self.model)
 
     def on_epoch_end(self, epoch, logs=None):
-        _check_space(self.out, self.model)
+        rundir.check_space(self.out, self.model)
 
 
-class _EpochSync(keras.callbacks.Callback):
-    """Give the training sequence the true epoch number, also after --resume, so the order is reproducible."""
-
-    def __init__(self, seq: StoreSequence):
-        super().__init__()
-        self.seq = seq
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.seq.set_epoch(epoch)
-
-
-def _callbacks(cfg: RunConfig, train_seq: StoreSequence) -> list:
+def _callbacks(cfg: RunConfig, backup: Backup, every_steps, every_seconds, skip: int,
+               state: BackupState | None) -> list:
     out = cfg.out
-    callbacks = [
-        _SpaceCheck(out),
-        keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
-        _EpochSync(train_seq),
+    callbacks = [_SpaceCheck(out)]
+    if state is not None and skip:
+        callbacks.append(RestoreMetrics(state.epoch, state.metrics))
+    callbacks += [
         keras.callbacks.ModelCheckpoint(os.path.join(out, "checkpoints", "epoch_{epoch:03d}.keras")),
-        keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=True),
+        keras.callbacks.CSVLogger(os.path.join(out, rundir.HISTORY), append=True),
     ]
-    callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "logs"), write_graph=False))
+    if importlib.util.find_spec("tensorflow") is not None:  # Keras writes TensorBoard logs through tf.summary
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "logs"), write_graph=False))
+    # last: an epoch's backup is written after its history row (see BackupCallback)
+    callbacks.append(BackupCallback(backup, every_steps=every_steps, every_seconds=every_seconds, skip=skip))
     return callbacks
-
-
-def _clean_history(path: str) -> dict[str, list[float]]:
-    """Keep one row per epoch (the last: a resumed epoch is logged again) and return the columns."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    by_epoch = {int(r["epoch"]): r for r in rows}
-    rows = [by_epoch[e] for e in sorted(by_epoch)]
-    if rows:
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
 
 
 def _final_metrics(model, val_seq, history) -> dict:
@@ -196,21 +246,13 @@ def _final_metrics(model, val_seq, history) -> dict:
     return {k: float(v) for k, v in model.evaluate(val_seq, verbose=0, return_dict=True).items()}
 
 
-def _write_json(path: str, data: dict) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-    os.replace(path + ".tmp", path)
-
-
 def _load_run(run_dir: str):
-    path = os.path.join(run_dir, "config.json")
+    path = os.path.join(run_dir, rundir.CONFIG)
     model_path = os.path.join(run_dir, "model.keras")
     if not os.path.exists(path) or not os.path.exists(model_path):
         raise OptionError(f"{run_dir}: not a finished run (config.json or model.keras missing); train with "
                           "`trainer run STORE --out RUN_DIR` first")
-    with open(path, encoding="utf-8") as f:
-        cfg = json.load(f)
-    return cfg, keras.models.load_model(model_path)
+    return rundir.read_json(path), keras.models.load_model(model_path)
 
 
 def evaluate(run_dir: str, store: str, split: str = "validation", workers: int = 2) -> dict:
@@ -220,33 +262,64 @@ def evaluate(run_dir: str, store: str, split: str = "validation", workers: int =
                         batch_size=cfg.get("batch_size"), workers=workers)
     try:
         return {k: float(v) for k, v in model.evaluate(seq, verbose=0, return_dict=True).items()}
+    except Exception as exc:
+        error = _feed_error(exc, seq)
+        if error is exc:
+            raise
+        raise error from None
     finally:
         seq.close()
 
 
+_PREDICTIONS_MARK = "quest_predictions"
+
+
 def predict(run_dir: str, store: str, out: str, split: str = "validation", workers: int = 2) -> str:
     """Predictions of a run's final model for every row of ``split`` in store order: a CSV (one column per output,
-    ``p_<class>`` for classifiers) or, when ``out`` ends in ``.zarr``, a Zarr array ``[rows, outputs]``."""
+    ``p_<class>`` for classifiers) or, when ``out`` ends in ``.zarr``, a Zarr array ``[rows, outputs]``. An
+    existing ``out`` is replaced only if it is a file, or a predictions array written here before."""
+    _check_predictions_out(out, store)
     cfg, model = _load_run(run_dir)
     seq = StoreSequence(store, split, label=None, features=cfg["features"], shuffle=False,
                         batch_size=cfg.get("batch_size"), workers=workers)
     try:
         values = np.asarray(model.predict(seq, verbose=0), dtype=np.float32).reshape(seq.source.rows, -1)
+    except Exception as exc:
+        error = _feed_error(exc, seq)
+        if error is exc:
+            raise
+        raise error from None
     finally:
         seq.close()
     names = _output_names(cfg["task"], values.shape[1])
     if out.endswith(".zarr"):
         import zarr
         arr = zarr.create_array(out, shape=values.shape, dtype="float32", chunks=(65536, values.shape[1]),
-                                dimension_names=["row", "output"], attributes={"columns": names}, overwrite=True)
+                                dimension_names=["row", "output"],
+                                attributes={"columns": names, _PREDICTIONS_MARK: True}, overwrite=True)
         arr[:] = values
     else:
-        with open(out, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["row", *names])
-            for i, row in enumerate(values):
-                writer.writerow([i, *(f"{v:.7g}" for v in row)])
+        import pandas as pd
+        frame = pd.DataFrame(values, columns=names)
+        frame.to_csv(out, index_label="row", float_format="%.7g")
     return out
+
+
+def _check_predictions_out(out: str, store: str) -> None:
+    """Never replace a folder that is not a predictions array of ours (the store itself, a user's data)."""
+    if not os.path.exists(out):
+        return
+    if os.path.isdir(out):
+        meta = os.path.join(out, "zarr.json")
+        ours = False
+        if os.path.isfile(meta):
+            try:
+                ours = bool(rundir.read_json(meta).get("attributes", {}).get(_PREDICTIONS_MARK))
+            except (ValueError, OSError, AttributeError):
+                ours = False
+        if not ours or os.path.realpath(out) == os.path.realpath(store):
+            raise OptionError(f"--out {out} is a folder that trainer predict did not write; it will not be "
+                              "replaced — choose another path", path=out)
 
 
 def _output_names(task: dict, width: int) -> list[str]:

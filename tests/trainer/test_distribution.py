@@ -94,8 +94,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import trainer.run
-# what strategy_for picks on a host with two GPUs, here on two logical CPU devices
-trainer.run.strategy_for = lambda cluster: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+# what mirrored_strategy picks on a host with two GPUs, here on two logical CPU devices
+trainer.run.mirrored_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 metrics = trainer.run.train(trainer.run.RunConfig(sys.argv[1], sys.argv[2], epochs=1, verbose=0))
 print("accuracy", metrics["accuracy"])
 """

@@ -12,6 +12,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import trainer.run  # noqa: E402
+import trainer.rundir  # noqa: E402
 from store import open_store  # noqa: E402
 from trainer.cli import build_parser, main, run_config  # noqa: E402
 from trainer.run import RunConfig, evaluate, predict, train  # noqa: E402
@@ -26,8 +27,10 @@ def test_every_flag_reaches_the_config():
     args = build_parser().parse_args(
         ["run", "s.zarr", "--out", "r", "--label", "y", "--features", "a, b,c", "--epochs", "7", "--batch-size",
          "2000", "--workers", "3", "--use-multiprocessing", "--model", "m:f", "--seed", "4", "--resume",
-         "--learning-rate", "0.01", "--mixed-precision", "--quiet"])
+         "--learning-rate", "0.01", "--mixed-precision", "--quiet", "--steps-per-execution", "8", "--save-every",
+         "500"])
     cfg = run_config(args)
+    assert (cfg.steps_per_execution, cfg.save_every) == (8, "500")
     assert (cfg.store, cfg.out, cfg.label, cfg.features, cfg.epochs) == ("s.zarr", "r", "y", ["a", "b", "c"], 7)
     assert (cfg.batch_size, cfg.workers, cfg.use_multiprocessing, cfg.model) == (2000, 3, True, "m:f")
     assert (cfg.seed, cfg.resume, cfg.learning_rate, cfg.mixed_precision, cfg.verbose) == (4, True, 0.01, True, 0)
@@ -69,7 +72,7 @@ def test_resume_after_a_crash_logs_each_epoch_once(quest_store, tmp_path, monkey
                 raise _Crash()
 
     with monkeypatch.context() as patch:
-        patch.setattr(trainer.run, "_callbacks", lambda cfg, seq: real(cfg, seq) + [CrashAfterSecondEpoch()])
+        patch.setattr(trainer.run, "_callbacks", lambda *a: real(*a) + [CrashAfterSecondEpoch()])
         with pytest.raises(_Crash):
             train(RunConfig(quest_store, run_dir, epochs=3, verbose=0))
     with pytest.raises(Exception, match="already holds a run; pass --resume"):
@@ -170,7 +173,7 @@ def test_enospc_from_any_write_is_one_line(quest_store, tmp_path, monkeypatch, c
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
-    monkeypatch.setattr(trainer.run, "_write_json", full)
+    monkeypatch.setattr(trainer.rundir, "atomic_write", full)
     assert main(["run", quest_store, "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("trainer: error: no space left on device while writing ") and err.count("\n") == 1

@@ -1,0 +1,143 @@
+"""The run directory: what ``trainer run`` writes and reads back, shared by every training mode.
+
+``config.json`` (the resolved configuration; also this tool's marker: only a folder holding one is ever continued
+or written into by ``--resume``), ``model.keras``, ``checkpoints/epoch_NNN.keras``, ``history.csv`` (one row per
+epoch), ``metrics.json``, ``learning_curve.png``, ``logs/`` (TensorBoard, when TensorFlow is installed) and, while
+training, ``backup/`` (:mod:`trainer.backup`, what ``--resume`` continues from).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+
+from store.errors import DiskFullError, OptionError, OutputExistsError
+
+__all__ = ["CONFIG", "prepare", "check_space", "write_json", "atomic_write", "read_history", "clean_history",
+           "HISTORY"]
+
+CONFIG = "config.json"
+HISTORY = "history.csv"
+
+
+def prepare(out: str, resume: bool) -> None:
+    """Create the run directory, or check that ``--resume`` points at one of ours."""
+    if os.path.isdir(out) and os.listdir(out):
+        if not resume:
+            raise OutputExistsError(f"{out} already holds a run; pass --resume to continue it or choose another "
+                                    "--out", path=out)
+        if not os.path.isfile(os.path.join(out, CONFIG)):
+            raise OutputExistsError(f"{out} is not a run directory of this tool (no {CONFIG}); --resume only "
+                                    "continues a run that `trainer run` started — choose another --out",
+                                    path=out)
+    elif os.path.exists(out) and not os.path.isdir(out):
+        raise OutputExistsError(f"{out} exists and is not a directory; choose another --out", path=out)
+    os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+
+
+def check_space(out: str, model) -> None:
+    """Refuse with a one-line error before a save could fill the disk: h5py (Keras' weight files) can crash the
+    process on ENOSPC, and a half-written checkpoint is worse than none. An epoch saves a checkpoint and a backup,
+    each about the weights plus the optimizer's slots (3x the weights for Adam)."""
+    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    need = 2 * 3 * weights + (1 << 20)
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise DiskFullError(f"no space left on device for the run directory {out}: {free / 2**20:.1f} MiB free, "
+                            f"an epoch's checkpoint and backup need about {need / 2**20:.1f} MiB; free space and "
+                            "re-run the same command with --resume", path=out)
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``path`` whole or not at all, durably: temporary file, fsync, rename, fsync of the directory."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path) or ".")
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: str, data: dict) -> None:
+    atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode())
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _rows(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def clean_history(path: str) -> dict[str, list[float]]:
+    """Keep one row per epoch (the last: an epoch interrupted after it was logged is logged again), rewrite the
+    file, and return its columns."""
+    by_epoch = {int(r["epoch"]): r for r in _rows(path)}
+    rows = [by_epoch[e] for e in sorted(by_epoch)]
+    if rows:
+        _write_rows(path, rows)
+    return read_history(path)
+
+
+def read_history(path: str) -> dict[str, list[float]]:
+    """history.csv's columns as floats; a column with no value at all (Keras' CSVLogger writes ``NA`` for the
+    validation metrics of a run without validation) is left out."""
+    rows = _rows(path)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    table = {k: [_float(r.get(k)) for r in rows] for k in columns}
+    return {k: v for k, v in table.items() if not all(math.isnan(x) for x in v)}
+
+
+def _float(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def append_history(path: str, row: dict) -> None:
+    """Add one epoch's row (dropping rows of that epoch or later, logged before a crash)."""
+    rows = [r for r in _rows(path) if int(r["epoch"]) < int(row["epoch"])] + [{k: str(v) for k, v in row.items()}]
+    _write_rows(path, rows)
+
+
+def _write_rows(path: str, rows: list[dict]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="",
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue().encode())
+
+
+def check_resumable(out: str, resolved: dict, keys=("store", "label", "features", "batch_size", "seed")) -> None:
+    """``--resume`` continues the same run: refuse when an option that decides the batches changed."""
+    path = os.path.join(out, CONFIG)
+    if not os.path.exists(path):
+        return
+    old = read_json(path)
+    for key in keys:
+        if key in old and old[key] != resolved.get(key):
+            raise OptionError(f"--resume: {out} was started with {key}={old[key]!r}, this command gives "
+                              f"{resolved.get(key)!r}; resume with the same options, or start a new run with "
+                              "another --out", path=out)

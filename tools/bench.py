@@ -74,13 +74,21 @@ def loader_section(store: str, mapped: str, data: str, batches: int, repeat: int
     return lines, values
 
 
-def feed_section(store: str, data: str, epochs: int, quick: bool) -> tuple[list[str], dict]:
-    from .feeds import csv_sequence, tf_csv_dataset
-    lines = bench_loader.feed_table(store, epochs, [(1, False), (2, False), (2, True)] if not quick else [(2, False)],
-                                    extra=[("seed-style CSV Sequence, 2 worker processes", csv_sequence),
-                                           ("tf.data make_csv_dataset", tf_csv_dataset)],
-                                    split_dir=os.path.join(data, "splited_train"))
-    values = {row.split("|")[1].strip(): float(row.split("|")[3].strip().rstrip("x")) for row in lines[2:]}
+def feed_section(store: str, data: str, epochs: int, rounds: int, quick: bool) -> tuple[list[str], dict]:
+    import keras
+
+    from .bench_feed import Case, measure, table
+    tf = keras.backend.backend() == "tensorflow"
+    cases = [Case("in-RAM numpy arrays (floor)", "ram"),
+             Case("trainer run's feed (tf.data over StoreSequence, 1 thread)" if tf else "StoreSequence, 1 thread",
+                  "tfdata" if tf else "sequence", 1),
+             Case("StoreSequence, 2 processes (shared memory)", "sequence", 2, True),
+             Case("seed-style CSV Sequence, 2 worker processes", "csv", 2),
+             Case("tf.data make_csv_dataset", "tfcsv")]
+    if not quick:
+        cases.insert(2, Case("StoreSequence, 1 thread (Keras' PyDataset wrapping)", "sequence", 1))
+    lines = table(measure(store, cases, epochs, rounds, os.path.join(data, "splited_train")))
+    values = {row.split("|")[1].strip(): float(row.split("|")[4].strip().rstrip("x")) for row in lines[2:]}
     return lines, values
 
 
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     store, mapped = bench_loader._store(args.out, args.rows), bench_loader._store(args.out, args.rows, "none")
     ingest_lines, ingest_values = ingest_section(csv_path, args.out, args.repeat)
     loader_lines, loader_values = loader_section(store, mapped, args.out, batches, args.repeat)
-    feed_lines, feed_values = feed_section(store, args.out, 2 if args.quick else 3, args.quick)
+    feed_lines, feed_values = feed_section(store, args.out, 2 if args.quick else 4, args.repeat, args.quick)
     report = [f"machine: {machine()}", f"command: python -m tools.bench {' '.join(argv or sys.argv[1:])}".strip(),
               "", *ingest_lines, "", *loader_lines, "", *feed_lines]
     bar_chart(os.path.join(args.out, "ingest.png"), "Ingest throughput (higher is better)", ingest_values, "MB/s")

@@ -1,6 +1,6 @@
 """Loader benchmark: µs per 1000-row batch, single thread, warm page cache, for the ways of feeding Keras from the
 same data — and the training-feed ratio (an epoch of ``fit(StoreSequence)`` against ``fit`` on the same batches
-already in RAM), for several worker settings.
+already in RAM; see ``tools/bench_feed.py``), median of 5 interleaved rounds.
 
     python -m tools.bench_loader                 # 1M-row store (ingested if missing)
     python -m tools.bench_loader --quick         # tiny, for the test suite
@@ -99,82 +99,29 @@ def loader_table(store: str, data: str, batches: int, repeat: int, mapped_store:
     return lines
 
 
-def feed_table(store: str, epochs: int, settings: list[tuple[int, bool]], extra=(), split_dir: str = "") -> list[str]:
-    """Epoch times of the default MLP fed from RAM (the floor), from StoreSequence with each (workers, processes)
-    setting, and from each ``extra`` (name, factory(source, files) -> what fit takes) on ``split_dir``'s files."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
-    from trainer.model import compile_for, default_model, spec_for
-    from trainer.sequence import StoreSequence
-
-    class EpochTimes(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.times, self._t = [], 0.0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self._t)
-
-    def timed_fit(model, data, **kw):
-        cb = EpochTimes()
-        model.fit(data, epochs=epochs, verbose=0, callbacks=[cb], shuffle=False, **kw)
-        return median(cb.times[1:]) if len(cb.times) > 1 else cb.times[0]
-
-    seq = StoreSequence(store, "train")
-    spec = spec_for(seq.source)
-    # the floor: the same batches (epoch 0's order) already in RAM as numpy arrays
-    batches = [seq.source.batch(i, 0) for i in range(len(seq))]
-    x = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0]}
-    y = np.concatenate([b[1] for b in batches])
-    del batches
-
-    def fresh():
-        keras.utils.set_random_seed(0)
-        model = default_model(spec)
-        compile_for(model, spec.task, 1e-3)
-        return model
-
-    ram = timed_fit(fresh(), x, y=y, batch_size=seq.source.batch_size)
-    lines = [f"| feed ({len(seq)} batches/epoch, default MLP) | s/epoch | vs in-RAM numpy |", "|---|---|---|",
-             f"| in-RAM numpy arrays (floor) | {ram:.2f} | 1.00x |"]
-    for workers, processes in settings:
-        data = StoreSequence(store, "train", workers=workers, use_multiprocessing=processes)
-        t = timed_fit(fresh(), data)
-        data.close()
-        kind = f"{workers} process{'es' if workers > 1 else ''}" if processes else \
-            f"{workers} thread{'s' if workers > 1 else ''}"
-        lines.append(f"| StoreSequence, {kind} | {t:.2f} | {t / ram:.2f}x |")
-    files = sorted(glob.glob(os.path.join(split_dir, "*.csv")))[:len(seq)] if split_dir else []
-    for name, factory in extra:
-        t = timed_fit(fresh(), factory(seq.source, files))
-        lines.append(f"| {name} | {t:.2f} | {t / ram:.2f}x |")
-    seq.close()
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench_loader", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batches", type=int, default=400, help="batches timed per loader (default 400)")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per feed measurement (first is warm-up)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per feed measurement (first is warm-up)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the feed cases (default 5)")
     parser.add_argument("--data", default="data/bench")
     parser.add_argument("--no-feed", action="store_true", help="skip the training-feed measurement")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (for the test suite)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rows, args.batches, args.repeat, args.epochs = 20_000, 16, 1, 2
+        args.rows, args.batches, args.repeat, args.epochs, args.rounds = 20_000, 16, 1, 2, 1
     os.makedirs(args.data, exist_ok=True)
     store = _store(args.data, args.rows)
     lines = [f"machine: {machine()}", ""] + loader_table(store, args.data, args.batches, args.repeat,
                                                          _store(args.data, args.rows, "none"))
     if not args.no_feed:
-        settings = [(1, False), (2, False)] if args.quick else [(1, False), (2, False), (4, False), (2, True)]
-        lines += [""] + feed_table(store, args.epochs, settings)
+        import keras
+
+        from .bench_feed import default_cases, measure, table
+        results = measure(store, default_cases(keras.backend.backend(), quick=True), args.epochs, args.rounds)
+        lines += [""] + table(results)
     print("\n".join(lines))
     return 0
 

@@ -95,33 +95,49 @@ class BatchFeed:
 
     def batch(self, index: int) -> tuple:
         """Batch ``index`` of the current pass: ``(x,)``, ``(x, y)`` or ``(x, y, weight)`` of numpy arrays."""
-        try:
-            return self._batch(index)
-        except StoreError as exc:
-            self.error = exc
-            raise
-
-    def _batch(self, index: int) -> tuple:
         started = time.perf_counter()
-        with self._lock:
-            if not 0 <= index < len(self):
-                raise IndexError(f"batch {index} out of range: this pass has {len(self)} batches")
-            if index == 0 and self._served:
-                if self._served >= len(self):
-                    self.set_epoch(self.epoch + 1)
-                else:
-                    self._served = 0  # the same pass again from its start
-            w, j = self.source.window_of(self.skip + index)
-            key = self._key(self.epoch, w)
-            window = self._window(key)
-            self._served += 1
-            if key != self._current:  # a new window: ask for the ones after it
-                self._current = key
-                self._look_ahead(index)
-            batch = self.source.batch_from(window, j)
+        window, j, _ = self._serve(index, 1)
+        batch = self.source.batch_from(window, j)
         self.stats.batches += 1
         self.stats.seconds += time.perf_counter() - started
         return batch
+
+    def windows(self):
+        """One pass, a window at a time: ``(window, j, k)`` — batches ``j .. j+k-1`` of ``window`` are the pass's
+        next ``k`` batches (the same order and epoch rules as :meth:`batch`; for pipelines that split windows
+        into batches themselves, see :mod:`trainer.tfdata`)."""
+        index = 0
+        while index < len(self):
+            started = time.perf_counter()
+            served = self._serve(index, self.source.batches_per_window())
+            self.stats.batches += served[2]
+            self.stats.seconds += time.perf_counter() - started
+            yield served
+            index += served[2]
+
+    def _serve(self, index: int, most: int) -> tuple[dict, int, int]:
+        """(window, j, k): up to ``most`` batches of the pass from ``index`` on, all in one window."""
+        try:
+            with self._lock:
+                if not 0 <= index < len(self):
+                    raise IndexError(f"batch {index} out of range: this pass has {len(self)} batches")
+                if index == 0 and self._served:
+                    if self._served >= len(self):
+                        self.set_epoch(self.epoch + 1)
+                    else:
+                        self._served = 0  # the same pass again from its start
+                w, j = self.source.window_of(self.skip + index)
+                key = self._key(self.epoch, w)
+                window = self._window(key)
+                k = min(most, self.source.batches_per_window() - j, len(self) - index)
+                self._served += k
+                if key != self._current:  # a new window: ask for the ones after it
+                    self._current = key
+                    self._look_ahead(index)
+                return window, j, k
+        except StoreError as exc:
+            self.error = exc
+            raise
 
     def _key(self, epoch: int, w: int) -> tuple[int, int]:
         return (epoch if self.source.shuffle else 0, w)  # unshuffled windows are the same in every epoch

@@ -180,7 +180,7 @@ class ProcessLoader(WindowLoader):
         while waiting:
             if time.monotonic() > deadline:
                 raise LoaderError(f"loader worker processes did not start within {self.start_timeout:.0f} s; use "
-                                  "threads (no --use-multiprocessing) or fewer --workers")
+                                  "threads (--loader threads) or fewer --workers")
             for i, message in self._poll([i for i in waiting]):
                 if message[0] == "ready":
                     waiting.discard(i)
@@ -326,7 +326,7 @@ class ProcessLoader(WindowLoader):
         what = f" while loading {doing[0]}" if doing else ""
         return (f"a loader worker process (pid {proc.pid}) died ({how}){what} of {self.source.path}: killed, out of "
                 "memory, or it could not start (worker processes are spawned: start training under "
-                "`if __name__ == \"__main__\":`); re-run with --resume, or use threads (no --use-multiprocessing)")
+                "`if __name__ == \"__main__\":`); re-run with --resume, or use threads (--loader threads)")
 
 
 
@@ -372,7 +372,7 @@ def _create_segment(size: int) -> shared_memory.SharedMemory:
         shm = shared_memory.SharedMemory(name=name, create=True, size=size)
     except OSError as exc:
         raise LoaderError(f"cannot create {size / 2**20:.0f} MiB of shared memory for loader processes ({exc}); "
-                          "use fewer --workers, threads (no --use-multiprocessing), or give the container more "
+                          "use fewer --workers, threads (--loader threads), or give the container more "
                           "(docker run --shm-size)") from None
     if hasattr(os, "posix_fallocate"):
         try:
@@ -381,8 +381,8 @@ def _create_segment(size: int) -> shared_memory.SharedMemory:
             shm.close()
             shm.unlink()
             raise LoaderError(f"not enough shared memory for loader processes: {size / 2**20:.0f} MiB needed "
-                              f"({os.strerror(exc.errno)}); use fewer --workers, threads (no "
-                              "--use-multiprocessing), or give the container more (docker run --shm-size)") \
+                              f"({os.strerror(exc.errno)}); use fewer --workers, threads (--loader threads), or give "
+                              "the container more (docker run --shm-size)") \
                 from None
     return shm
 

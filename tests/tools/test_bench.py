@@ -29,7 +29,28 @@ def test_loader_benchmark_quick(tmp_path, capsys):
     assert "np.memmap copy of the same bytes (floor)" in names
     assert any(n.startswith("StoreSequence (this project") for n in names)
     assert "seed-style: pandas.read_csv per 1000-row file" in names
-    assert "in-RAM numpy arrays (floor)" in names and "StoreSequence, 2 threads" in names
+    assert "in-RAM numpy arrays (floor)" in names and "StoreSequence, 2 processes (shared memory)" in names
+    feed = [r for r in rows if r.startswith("| StoreSequence, 1 thread |")][0]
+    assert re.search(r"\| 1000 \| [\d.]+ \| [\d.]+x \| \d+ \|$", feed), feed  # the training side's feed cost
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_on_the_cpu_under_jax(tmp_path):
+    """The GPU machines have JAX but no TensorFlow: the tool's --cpu mode runs the same path, tiny."""
+    import subprocess
+    import sys
+
+    from tests.helpers import subprocess_env
+    pytest.importorskip("jax")
+    result = subprocess.run([sys.executable, "-m", "tools.bench_gpu", "--cpu", "--data", str(tmp_path)],
+                            env=subprocess_env() | {"KERAS_BACKEND": "jax"}, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert out.startswith("machine: ") and "backend: jax" in out
+    names = [r.split("|")[1].strip() for r in _rows(out)[1:]]
+    assert "in-RAM numpy arrays" in names and "StoreSequence, 1 thread, steps_per_execution=4" in names
+    assert any(n.startswith("seed recipe: CSV Sequence") for n in names)
 
 
 @pytest.mark.slow

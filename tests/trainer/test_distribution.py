@@ -96,8 +96,9 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import trainer.run
 # what mirrored_strategy picks on a host with two GPUs, here on two logical CPU devices
 trainer.run.mirrored_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-metrics = trainer.run.train(trainer.run.RunConfig(sys.argv[1], sys.argv[2], epochs=1, verbose=0))
-print("accuracy", metrics["accuracy"])
+if __name__ == "__main__":  # loader processes are spawned: they import this script
+    metrics = trainer.run.train(trainer.run.RunConfig(sys.argv[1], sys.argv[2], epochs=1, verbose=0))
+    print("accuracy", metrics["accuracy"])
 """
 
 

@@ -41,7 +41,7 @@ def test_batches_equal_the_source(quest_store, workers, processes):
         seq.close()
 
 
-@pytest.mark.parametrize("workers,processes,steps", [(1, False, 1), (2, True, 3)])
+@pytest.mark.parametrize("workers,processes,steps", [(1, False, 1), (2, True, 5)])
 def test_fit_trains_each_epochs_batches_once_in_order(quest_store, tmp_path, monkeypatch, workers, processes, steps):
     from tests.trainer.recording import build
     record = str(tmp_path / "trained.txt")

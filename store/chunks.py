@@ -78,20 +78,24 @@ class ArrayReader:
         for k in ks:
             if not 0 <= k < self.chunks:
                 raise IndexError(f"{self.name}: chunk {k} out of range 0..{self.chunks - 1}")
-        cps, rows, batch, decode = self.cps, self.rows, self.batch_size, self.codec.decode
+        cps, rows, batch, decode, name = self.cps, self.rows, self.batch_size, self.codec.decode_exact, self.name
         shape = (batch, self.columns)
+        expected = batch * self.columns * self.codec.dtype.itemsize
+        pread = os.pread
         entries = self._shards_of([k // cps for k in ks])
         try:
             for k, entry in zip(ks, entries):
                 offset, nbytes = entry.entries[k % cps]
                 if offset == _EMPTY:
-                    raise ChunkError(f"{self.name}: chunk {k} is missing from its shard; the store is damaged, "
-                                     "re-run the ingest", array=self.name, chunk=k)
-                data = self.local_bytes(entry, offset, nbytes)
+                    raise ChunkError(f"{name}: chunk {k} is missing from its shard; the store is damaged, re-run the "
+                                     "ingest", array=name, chunk=k)
+                mm = entry.mm
+                data = memoryview(mm)[offset:offset + nbytes] if mm is not None else \
+                    pread(entry.source, nbytes, offset)
                 if len(data) != nbytes:
-                    raise ChunkError(f"{self.name}: chunk {k} is truncated; the store is damaged, re-run the "
-                                     "ingest", array=self.name, chunk=k)
-                out = decode(data, shape, array=self.name, chunk=k)
+                    raise ChunkError(f"{name}: chunk {k} is truncated; the store is damaged, re-run the ingest",
+                                     array=name, chunk=k)
+                out = decode(data, shape, expected, name, k)
                 yield out if (k + 1) * batch <= rows else out[:rows - k * batch]
         finally:
             with self._lock:

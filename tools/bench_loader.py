@@ -53,6 +53,16 @@ def _window_us(store: str, batches: int, repeat: int) -> float:
                                  for j in range(per)], windows, repeat) / per
 
 
+def _random_access_us(store: str, batches: int, repeat: int) -> float:
+    """One batch at a random index of an unshuffled split (``BatchSource.batch``: one chunk per array)."""
+    import random
+
+    from trainer.batches import BatchSource
+    source = BatchSource(store, "train", label="clear", shuffle=False)
+    order = random.Random(0).sample(range(len(source)), min(batches, len(source)))
+    return _per_batch(lambda i: source.batch(order[i]), len(order), repeat)
+
+
 def loader_table(store: str, data: str, batches: int, repeat: int, mapped_store: str) -> list[str]:
     import pandas as pd
     import zarr
@@ -87,6 +97,7 @@ def loader_table(store: str, data: str, batches: int, repeat: int, mapped_store:
                                                                batches, repeat),
         "StoreSequence (this project, lz4 store)": _window_us(store, batches, repeat),
         "StoreSequence, --compression none store (mmap)": _window_us(mapped_store, batches, repeat),
+        "random batch access, unshuffled split (lz4)": _random_access_us(store, batches, repeat),
         "zarr-python array API, same chunks": _per_batch(lambda i: [a[i * bs:(i + 1) * bs] for a in arrays],
                                                          batches, repeat),
         "seed-style: pandas.read_csv per 1000-row file": _per_batch(seed_style, batches, repeat),

@@ -1,5 +1,6 @@
-"""Training from a store: ``StoreSequence`` (a Keras PyDataset), ``iter_batches`` (framework-neutral) and the
-``trainer`` command (``trainer run | evaluate | predict``).
+"""Training from a store: ``StoreSequence`` (a Keras PyDataset), ``iter_batches`` (framework-neutral),
+``tf_dataset`` (a tf.data pipeline over a sequence) and the ``trainer`` command (``trainer run | evaluate |
+predict``).
 
 Keras is imported only when a Keras-facing name is used, so loader worker processes (which import
 ``trainer.batches``) never load TensorFlow.
@@ -7,11 +8,12 @@ Keras is imported only when a Keras-facing name is used, so loader worker proces
 
 from importlib import import_module
 
-__all__ = ["StoreSequence", "BatchSource", "iter_batches", "LoaderError", "train", "evaluate", "predict",
-           "RunConfig"]
+__all__ = ["StoreSequence", "BatchSource", "BatchFeed", "iter_batches", "tf_dataset", "LoaderError", "train",
+           "evaluate", "predict", "RunConfig"]
 
-_WHERE = {"StoreSequence": "sequence", "BatchSource": "batches", "iter_batches": "batches",
-          "LoaderError": "batches", "train": "run", "evaluate": "run", "predict": "run", "RunConfig": "run"}
+_WHERE = {"StoreSequence": "sequence", "BatchSource": "batches", "BatchFeed": "feed", "iter_batches": "batches",
+          "tf_dataset": "tfdata", "LoaderError": "batches", "train": "run", "evaluate": "run", "predict": "run",
+          "RunConfig": "run"}
 
 
 def __getattr__(name):

@@ -24,9 +24,11 @@ def worker_main(conn, payload: bytes, shm_name: str, layout, slot_bytes: int) ->
         source = pickle.loads(payload)
         shm = shared_memory.SharedMemory(name=shm_name)
     except Exception as exc:  # noqa: BLE001 - reported, then exit
-        conn.send(("error", -1, -1, -1, f"{type(exc).__name__}: {exc}"[:_MESSAGE_LIMIT]))
+        _send(conn, ("error", -1, -1, -1, f"{type(exc).__name__}: {exc}"[:_MESSAGE_LIMIT]))
         return
-    conn.send(("ready", -1, -1, -1))
+    if not _send(conn, ("ready", -1, -1, -1)):  # the parent gave up waiting (start timeout, error, Ctrl-C)
+        _close_segment(shm)
+        return
     while True:
         try:
             _, epoch, w, slot = conn.recv()
@@ -40,9 +42,15 @@ def worker_main(conn, payload: bytes, shm_name: str, layout, slot_bytes: int) ->
             reply = ("error", epoch, w, slot, str(exc)[:_MESSAGE_LIMIT])
         except Exception as exc:  # noqa: BLE001 - any failure is reported with its window
             reply = ("error", epoch, w, slot, _describe(exc, (epoch, w), source)[:_MESSAGE_LIMIT])
-        try:
-            conn.send(reply)
-        except (EOFError, OSError):
+        if not _send(conn, reply):
             break
     source.close()
     _close_segment(shm)
+
+
+def _send(conn, message) -> bool:
+    try:
+        conn.send(message)
+        return True
+    except OSError:  # the parent is gone or closed the pipe
+        return False

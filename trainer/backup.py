@@ -22,6 +22,7 @@ import io
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass
 
 import keras
@@ -127,15 +128,15 @@ def _fsync(path: str) -> None:
 
 class BackupCallback(keras.callbacks.Callback):
     """Back up every ``every_steps`` batches or ``every_seconds`` seconds (whichever is given) and at the end of
-    every epoch. ``skip``: batches of the first epoch trained before this fit (a resumed epoch), so that saved
-    steps count from the epoch's start. Put it after the callbacks that log the epoch (CSVLogger), so a backup
-    never claims an epoch whose row is not written yet."""
+    every epoch. ``steps``: batches per epoch; ``skip``: batches of the first epoch trained before this fit (a
+    resumed epoch), so that saved steps count from the epoch's start. Put it after the callbacks that log the epoch
+    (CSVLogger), so a backup never claims an epoch whose row is not written yet."""
 
-    def __init__(self, backup: Backup, *, every_steps: int | None = None, every_seconds: float | None = None,
-                 skip: int = 0):
+    def __init__(self, backup: Backup, *, steps: int, every_steps: int | None = None,
+                 every_seconds: float | None = None, skip: int = 0):
         super().__init__()
         self.backup, self.every_steps, self.every_seconds = backup, every_steps, every_seconds
-        self.skip, self.epoch = skip, 0
+        self.steps, self.skip, self.epoch = steps, skip, 0
         self._saved_step, self._saved_at = skip, time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -145,6 +146,8 @@ class BackupCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.skip + batch + 1
+        if step >= self.steps:  # the epoch's last batches: its end (after validation and its row) backs it up
+            return
         due = (self.every_steps and step - self._saved_step >= self.every_steps) or \
             (self.every_seconds and time.monotonic() - self._saved_at >= self.every_seconds)
         if due:
@@ -167,11 +170,13 @@ class RestoreMetrics(keras.callbacks.Callback):
         if epoch != self.epoch or self.values is None:
             return
         variables = self.model.metrics_variables
-        if len(variables) != len(self.values):
-            return  # another model's metrics: start the epoch's averages afresh
+        if len(variables) != len(self.values) or any(tuple(v.shape) != a.shape for v, a in
+                                                      zip(variables, self.values)):
+            warnings.warn("the resumed epoch's metrics start afresh: the model's metrics do not match the backup's",
+                          stacklevel=2)
+            return
         for variable, value in zip(variables, self.values):
-            if tuple(variable.shape) == value.shape:
-                variable.assign(value)
+            variable.assign(value)
 
 
 def parse_save_every(text: str) -> tuple[int | None, float | None]:

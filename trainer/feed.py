@@ -24,7 +24,7 @@ import numpy as np
 
 from store.errors import StoreError
 
-from .batches import BatchSource
+from .batches import BatchSource, LoaderError
 from .loader import WindowLoader, loader_for
 
 __all__ = ["BatchFeed", "FeedStats"]
@@ -71,6 +71,7 @@ class BatchFeed:
         self._current = None  # key of the window served last
         self._windows: OrderedDict = OrderedDict()
         self._loader: WindowLoader | None = None
+        self._closed = False
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -79,6 +80,8 @@ class BatchFeed:
     @property
     def loader(self) -> WindowLoader:
         if self._loader is None:
+            if self._closed:  # e.g. a read-ahead of an abandoned tf.data iterator: never start workers again
+                raise LoaderError(f"the feed of {self.source.path} ({self.source.split}) was closed")
             self._loader = loader_for(self.source, self.workers, self.processes)
         return self._loader
 
@@ -158,7 +161,7 @@ class BatchFeed:
         windows = -(-len(self.source) // per)
         w = (self.skip + index) // per
         keys = [self._key(self.epoch, v) for v in range(w + 1, min(windows, w + 1 + self.ahead))]
-        keys += [self._key(self.epoch + 1, v) for v in range(self.ahead - len(keys))]
+        keys += [self._key(self.epoch + 1, v) for v in range(min(windows, self.ahead - len(keys)))]
         return keys
 
     def _look_ahead(self, index: int) -> None:
@@ -169,6 +172,7 @@ class BatchFeed:
     def close(self) -> None:
         """Stop the loader (threads, or processes and their shared memory) and close the store's files."""
         with self._lock:
+            self._closed = True
             if self._loader is not None:
                 self._loader.close()
                 self._loader = None

@@ -139,6 +139,7 @@ class ProcessLoader(WindowLoader):
         self._returned: deque[int] = deque()  # slots given back by finalizers (any thread)
         self.fallbacks = 0  # windows decoded here because every slot was still referenced
         self._finalizer = None
+        self._closed = False
         self._slot_arrays: list[np.ndarray] = []
         self._parts: list = []
 
@@ -147,6 +148,8 @@ class ProcessLoader(WindowLoader):
     def _start(self) -> None:
         if self._procs:
             return
+        if self._closed:
+            raise LoaderError(f"the loader of {self.source.path} was closed")
         size = self.slots * self.slot_bytes
         self._shm = _create_segment(size)
         ctx = multiprocessing.get_context("spawn")  # never fork a process that may run TensorFlow or JAX
@@ -189,6 +192,7 @@ class ProcessLoader(WindowLoader):
 
     def close(self) -> None:
         """Stop the workers (waiting up to a few seconds for each) and release the shared memory."""
+        self._closed = True
         if self._finalizer is not None:
             self._finalizer()
         self._procs, self._conns = [], []

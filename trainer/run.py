@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 
 import keras
@@ -28,7 +29,7 @@ __all__ = ["RunConfig", "train", "evaluate", "predict", "DEFAULT_STEPS_PER_EXECU
 
 # Training steps per call into the backend's compiled function. Measured (README, Performance): 8 cut the in-RAM
 # epoch by 17 % and the store-fed one by 23 % on the 2-core CPU (TensorFlow), and the store-fed one from 1.46x to
-# 1.15x of in-RAM at batch 1000 on an H200 (JAX).
+# 1.15x of in-RAM at batch 1000 on an H200 (JAX). Keras' PyTorch backend and MirroredStrategy need 1.
 DEFAULT_STEPS_PER_EXECUTION = 8
 
 
@@ -160,15 +161,17 @@ def _build(cfg: RunConfig, spec):
     strategy = mirrored_strategy()  # several GPUs under TensorFlow: MirroredStrategy, else None
     # Keras 3.15's multi-step loop fails under MirroredStrategy ("You must feed a value for placeholder tensor
     # ... while/cond/Placeholder"): one step per execution there
-    if strategy is not None and (cfg.steps_per_execution or 1) > 1:
-        raise OptionError("--steps-per-execution above 1 fails with several GPUs (MirroredStrategy) in Keras 3.15; "
-                          "leave it out there")
-    steps = 1 if strategy is not None else cfg.steps_per_execution or DEFAULT_STEPS_PER_EXECUTION
+    one_step = "several GPUs (MirroredStrategy)" if strategy is not None else \
+        "the PyTorch backend" if keras.backend.backend() == "torch" else None
+    if one_step and (cfg.steps_per_execution or 1) > 1:
+        raise OptionError(f"--steps-per-execution above 1 is not supported with {one_step} in Keras "
+                          f"{keras.__version__}; leave it out there")
+    steps = 1 if one_step else cfg.steps_per_execution or DEFAULT_STEPS_PER_EXECUTION
     with strategy.scope() if strategy is not None else _nothing():
         model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
         if not model.compiled:
             compile_for(model, spec.task, cfg.learning_rate, steps_per_execution=steps)
-        elif cfg.steps_per_execution and strategy is None:
+        elif cfg.steps_per_execution:
             model.steps_per_execution = cfg.steps_per_execution
     return model
 
@@ -193,39 +196,64 @@ def _restore(cfg: RunConfig, model) -> BackupState | None:
         model.load_weights(state.weights)
         state.restore_variables(model)
         return state
-    checkpoints = sorted(f for f in os.listdir(os.path.join(cfg.out, "checkpoints")) if f.endswith(".keras"))
-    if not checkpoints:
+    done = {int(m.group(1)): f for f in os.listdir(os.path.join(cfg.out, "checkpoints"))
+            if (m := re.fullmatch(r"epoch_(\d+)\.keras", f))}
+    if not done:
         return None
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    model.load_weights(os.path.join(cfg.out, "checkpoints", checkpoints[-1]))
-    return BackupState(int(checkpoints[-1][len("epoch_"):-len(".keras")]), 0, "", None)
+    model.load_weights(os.path.join(cfg.out, "checkpoints", done[max(done)]))
+    return BackupState(max(done), 0, "", None)
 
 
 def _fit(cfg: RunConfig, model, train_seq: StoreSequence, val_seq, state: BackupState | None) -> None:
     """One fit over the rest of a resumed epoch (its batches from the saved step on), then one over the
     remaining epochs: Keras' fit has a fixed number of steps per epoch."""
     epoch, skip = (state.epoch, state.step) if state is not None else (0, 0)
-    if skip >= len(train_seq.source):
+    steps = len(train_seq.source)
+    if skip >= steps:
         epoch, skip = epoch + 1, 0
     backup = Backup(cfg.out)
     backup.serial = _serial(cfg.out)
-    every_steps, every_seconds = parse_save_every(cfg.save_every)
+    every = dict(zip(("every_steps", "every_seconds"), parse_save_every(cfg.save_every)))
     common = dict(validation_data=feed(val_seq), shuffle=False, verbose=cfg.verbose)
     if skip and epoch < cfg.epochs:
+        if state.metrics is not None:
+            _build_metrics(model, train_seq.source)  # so that the epoch's running metrics can be put back
         # its own sequence: what the backend reads ahead for the next epoch is dropped with it
         rest = _train_sequence(cfg, train_seq.source.label.name)
         try:
-            rest.set_epoch(epoch, skip)
+            rest.set_epoch(epoch, skip)  # before feed(): a tf.data pipeline takes its length from it
             model.fit(feed(rest), initial_epoch=epoch, epochs=epoch + 1, **common,
-                      callbacks=_callbacks(cfg, backup, every_steps, every_seconds, skip, state))
+                      callbacks=[_Position(rest, epoch, skip), *_callbacks(cfg, backup, every, steps, skip, state)])
         finally:
             rest.close()
         epoch += 1
     if epoch < cfg.epochs:
         train_seq.set_epoch(epoch)
         model.fit(feed(train_seq), initial_epoch=epoch, epochs=cfg.epochs, **common,
-                  callbacks=_callbacks(cfg, backup, every_steps, every_seconds, 0, None))
+                  callbacks=[_Position(train_seq, epoch, 0), *_callbacks(cfg, backup, every, steps, 0, None)])
+
+
+class _Position(keras.callbacks.Callback):
+    """Put the sequence at (epoch, skip) when training begins: Keras may have read a batch or a window before to
+    build the model (JAX, PyTorch, tf.distribute), which must not count as part of the pass."""
+
+    def __init__(self, seq: StoreSequence, epoch: int, skip: int):
+        super().__init__()
+        self.seq, self.epoch, self.skip = seq, epoch, skip
+
+    def on_train_begin(self, logs=None):
+        self.seq.set_epoch(self.epoch, self.skip)
+
+
+def _build_metrics(model, source) -> None:
+    """Keras builds compiled metrics at the first step (TensorFlow) or first build: build them on one batch now,
+    then clear them, so that a resumed epoch's saved running values have variables to go back into."""
+    batch = source.batch(0, 0)
+    model.evaluate(*batch[:2], sample_weight=batch[2] if len(batch) > 2 else None, batch_size=len(batch[1]),
+                   verbose=0)
+    model.reset_metrics()
 
 
 def _serial(out: str) -> int:
@@ -251,7 +279,7 @@ class _SpaceCheck(keras.callbacks.Callback):
         rundir.check_space(self.out, self.model)
 
 
-def _callbacks(cfg: RunConfig, backup: Backup, every_steps, every_seconds, skip: int,
+def _callbacks(cfg: RunConfig, backup: Backup, every: dict, steps: int, skip: int,
                state: BackupState | None) -> list:
     out = cfg.out
     callbacks = [_SpaceCheck(out)]
@@ -264,7 +292,7 @@ def _callbacks(cfg: RunConfig, backup: Backup, every_steps, every_seconds, skip:
     if importlib.util.find_spec("tensorflow") is not None:  # Keras writes TensorBoard logs through tf.summary
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(out, "logs"), write_graph=False))
     # last: an epoch's backup is written after its history row (see BackupCallback)
-    callbacks.append(BackupCallback(backup, every_steps=every_steps, every_seconds=every_seconds, skip=skip))
+    callbacks.append(BackupCallback(backup, steps=steps, skip=skip, **every))
     return callbacks
 
 

@@ -84,3 +84,18 @@ def test_many_threads_over_many_shards_with_a_tiny_cache(quest_csv, make_store, 
         for k, got in zip(order, pool.map(lambda k: np.array(reader.chunk(int(k))), order)):
             np.testing.assert_array_equal(got, ref[k * 50:(k + 1) * 50])
     reader.close()
+
+
+def test_a_blosc_header_claiming_too_much_is_refused_before_decoding():
+    """A chunk with a valid checksum whose Blosc header claims 2 GiB: refused, nothing allocated."""
+    import google_crc32c
+
+    from store.shard import ChunkCodec
+    codec = ChunkCodec("lz4", np.float32)
+    good = codec.encode(np.arange(12, dtype=np.float32).reshape(3, 4))
+    body = bytearray(good[:-4])
+    body[4:8] = (2**31).to_bytes(4, "little")
+    crafted = bytes(body) + google_crc32c.value(bytes(body)).to_bytes(4, "little")
+    with pytest.raises(ChunkError, match=r"x/y: chunk 7 claims 2147483648 decoded bytes, expected 48"):
+        codec.decode(crafted, (3, 4), array="x/y", chunk=7)
+    np.testing.assert_array_equal(codec.decode(good, (3, 4)), np.arange(12).reshape(3, 4))

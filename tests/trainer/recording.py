@@ -45,12 +45,17 @@ class Record(keras.layers.Layer):
 
 
 def build(spec) -> keras.Model:
-    """The default MLP with a Record layer on the numeric input."""
+    """The default MLP with a Record layer on the numeric input, uncompiled: the trainer compiles it as it does
+    its own model (task's loss and metrics, default steps per execution)."""
     base = default_model(spec)
     inputs = {name: keras.Input(t.shape[1:], dtype=t.dtype, name=name) for name, t in base.input.items()}
     recorded = dict(inputs, numeric=Record(name="record")(inputs["numeric"]))
-    model = keras.Model(inputs, base(recorded), name="recording")
-    compile_for(model, spec.task, 1e-3)
+    return keras.Model(inputs, base(recorded), name="recording")
+
+
+def build_compiled(spec, steps_per_execution: int = 1) -> keras.Model:
+    model = build(spec)
+    compile_for(model, spec.task, 1e-3, steps_per_execution=steps_per_execution)
     return model
 
 

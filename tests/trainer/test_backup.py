@@ -108,3 +108,58 @@ def test_a_resumed_run_ends_with_the_model_of_an_uninterrupted_one(quest_store, 
     b = keras.models.load_model(os.path.join(whole, "model.keras"), compile=False)
     for x, y in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    # the resumed epoch's row covers the whole epoch: its running metrics were backed up and put back
+    rows = [list(csv.DictReader(open(os.path.join(d, "history.csv")))) for d in (run_dir, whole)]
+    for got, want in zip(*rows):
+        for key in ("loss", "accuracy", "auc", "val_loss"):
+            assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-4), (got["epoch"], key)
+
+
+def test_no_mid_epoch_backup_claims_the_epochs_last_batches(tmp_path):
+    """A backup at the epoch's end is the epoch-end one (after validation and the history row), never a mid-epoch
+    save at step == steps (with steps_per_execution the reported batch can even pass the end)."""
+    from trainer.backup import Backup, BackupCallback
+
+    saved = []
+
+    class Recorder(Backup):
+        def save(self, model, epoch, step):
+            saved.append((epoch, step))
+
+    callback = BackupCallback(Recorder(str(tmp_path)), steps=24, every_steps=1, skip=0)
+    callback._model = None  # never touched: Recorder.save ignores it
+    callback.on_epoch_begin(0)
+    for batch in (7, 15, 23, 31):  # steps_per_execution 8: batch is the execution's last step
+        callback.on_train_batch_end(batch)
+    assert saved == [(0, 8), (0, 16)]
+
+
+def _edit_state(run_dir: str, epoch: int, step: int) -> None:
+    path = os.path.join(run_dir, "backup", "state.json")
+    state = json.load(open(path))
+    json.dump(state | {"epoch": epoch, "step": step}, open(path, "w"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_resuming_at_an_epochs_last_batch_trains_that_batch_then_the_next_epoch(quest_store, tmp_path, backend):
+    """Keras reads a batch to build the model before training (JAX, PyTorch): with one batch left in the epoch
+    that read covers the whole rest of the epoch and must not move the sequence on to the next one."""
+    if backend == "jax":
+        pytest.importorskip("jax")
+    source = BatchSource(quest_store, "train", label="clear")
+    n = len(source)
+    run_dir, first, rest = str(tmp_path / "run"), str(tmp_path / "first"), str(tmp_path / "rest")
+    env = {"KERAS_BACKEND": backend}
+    argv = ["--out", run_dir, "--quiet", "--model", "tests.trainer.recording:build"]
+    done = subprocess.run([sys.executable, "-m", "trainer", "run", quest_store, "--epochs", "1", *argv],
+                          env=subprocess_env() | env | {"RECORD_TO": first}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _edit_state(run_dir, 0, n - 1)  # as if killed after the backup of batch n-1 of epoch 0
+    resumed = subprocess.run([sys.executable, "-m", "trainer", "run", quest_store, "--epochs", "2", "--resume",
+                              *argv], env=subprocess_env() | env | {"RECORD_TO": rest}, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = [fingerprint(source.batch(n - 1, 0)[0]["numeric"])]
+    expected += [fingerprint(source.batch(i, 1)[0]["numeric"]) for i in range(n)]
+    assert read(rest) == expected

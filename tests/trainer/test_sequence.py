@@ -43,15 +43,14 @@ def test_batches_equal_the_source(quest_store, workers, processes):
 
 @pytest.mark.parametrize("workers,processes,steps", [(1, False, 1), (2, True, 5)])
 def test_fit_trains_each_epochs_batches_once_in_order(quest_store, tmp_path, monkeypatch, workers, processes, steps):
-    from tests.trainer.recording import build
+    from tests.trainer.recording import build_compiled
     record = str(tmp_path / "trained.txt")
     monkeypatch.setenv("RECORD_TO", record)
     keras.utils.set_random_seed(0)
     train = StoreSequence(quest_store, "train", label="clear", workers=workers, use_multiprocessing=processes)
     val = StoreSequence(quest_store, "validation", label="clear", shuffle=False)
     try:
-        model = build(spec_for(train.source))
-        model.steps_per_execution = steps
+        model = build_compiled(spec_for(train.source), steps)
         model.fit(train, validation_data=val, epochs=3, shuffle=False, verbose=0)
     finally:
         train.close()

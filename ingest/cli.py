@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="STORE",
                    help="store directory to create, or a URL (s3://bucket/quest.zarr, gs://..., any fsspec URL)")
     p.add_argument("--work", metavar="DIR",
-                   help="local work directory for a URL --out (default: under the temp directory); needs about "
-                        "twice the store's size")
+                   help="for a URL --out: a local folder in which the ingest makes its own work directory, named "
+                        "after the URL (default: a private folder of the temp directory); needs about twice the "
+                        "store's size")
     p.add_argument("--label", metavar="COL", help="label column (checked against the header)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                    help=f"rows per chunk = rows per training batch (default {DEFAULT_BATCH_SIZE})")

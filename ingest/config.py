@@ -46,8 +46,9 @@ class IngestConfig:
         overwrite: replace an existing store.
         resume: continue an interrupted ingest of the same sources and options.
         progress: show a progress bar on stderr (when it is a terminal).
-        work: local work directory when ``out`` is a URL (default: under the temp directory, named after the URL);
-            it needs room for about twice the store, and --resume needs the same one.
+        work: when ``out`` is a URL, a local folder in which the ingest makes its own work directory, named after the
+            URL (default: a private folder of the temp directory); it needs room for about twice the store, and
+            --resume needs the same one. Nothing else in that folder is touched.
         dask: address of a Dask scheduler (``tcp://host:8786``): run the passes as tasks on that cluster (sources
             and work directory must be on a filesystem its workers share); ``workers`` is then unused.
     """

@@ -13,6 +13,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import time
 from contextlib import contextmanager
@@ -35,7 +36,12 @@ from .progress import Progress
 from .sources import resolve_sources
 from .summary import Summary, write_rejects
 
-__all__ = ["ingest", "IngestResult"]
+__all__ = ["ingest", "IngestResult", "WORK_MARKER"]
+
+# Written first into every work directory: the only kind --resume continues and --overwrite deletes.
+WORK_MARKER = ".ingest-work"
+_PARKED = ".old-ingest-"  # OUT.old-ingest-PID: a store being replaced, until the new one is in place
+_REMOVING = ".removing-ingest-"  # WORK.removing-ingest-PID: a work directory being deleted
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ def _ingest(config: IngestConfig, started: float) -> IngestResult:
         raise SchemaError(f"--label {config.label!r} is not a column of {files[0].path}; the header has: "
                           f"{', '.join(header)}", column=config.label)
     remote = is_remote(config.out)
-    work = (config.work or default_work_dir(config.out)) if remote else partial_path(config.out)
+    work = default_work_dir(config.out, config.work) if remote else partial_path(config.out)
     (_prepare_remote_output if remote else _prepare_output)(config, work)
     kinds = infer_kinds(files[0], header, encoding=config.encoding, sample_rows=config.sample_rows,
                         explicit=config.dtypes)
@@ -145,16 +151,27 @@ def _prepare_remote_output(config: IngestConfig, work: str) -> None:
 
 
 def _new_work(config: IngestConfig, work: str) -> None:
-    """Keep the work directory for --resume, replace it with --overwrite, else refuse; create it if absent."""
-    if os.path.exists(work):
+    """Keep the work directory for --resume, replace it with --overwrite, else refuse; create it if absent. Only a
+    directory that carries the marker written at its creation is ever continued or deleted."""
+    if os.path.lexists(work):
+        if not _is_work(work):
+            raise OutputExistsError(f"{work} exists and was not made by ingest (no {WORK_MARKER}); refusing to "
+                                    "continue or delete it: move it away or choose another --out/--work", path=work)
         if config.resume:
             return
         if not config.overwrite:
             raise OutputExistsError(f"{work} holds an interrupted ingest of {config.out}; pass --resume to continue "
                                     "it or --overwrite to start over", path=work)
-        shutil.rmtree(work)
+        _discard(work)
+    os.makedirs(work)
+    with open(os.path.join(work, WORK_MARKER), "w", encoding="utf-8") as f:
+        json.dump({"made_by": "ingest", "out": config.out, "pid": os.getpid()}, f)
     os.makedirs(os.path.join(work, "spill"))
     os.makedirs(os.path.join(work, "sorted"))
+
+
+def _is_work(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path) and os.path.isfile(os.path.join(path, WORK_MARKER))
 
 
 def _is_store(path: str) -> bool:
@@ -264,13 +281,13 @@ def _publish(out: str, work: str, built: str) -> None:
     """Move the finished store to OUT (replacing an old one only now), then remove the work directory.
 
     Every step is one rename, so a kill between any two leaves either a resumable OUT.partial (the old store, if
-    any, parked as OUT.old-PID until then) or the finished OUT; work being deleted is renamed away first, so a kill
+    any, parked as OUT.old-ingest-PID until then) or the finished OUT; work being deleted is renamed away first, so a kill
     during the deletion never leaves a half-deleted OUT.partial that --resume would trust.
     """
     _remove_leftovers(out)
     old = None
     if os.path.exists(out):
-        old = f"{out}.old-{os.getpid()}"
+        old = f"{out}{_PARKED}{os.getpid()}"
         os.replace(out, old)
     os.replace(built, out)
     _discard(work)
@@ -280,16 +297,23 @@ def _publish(out: str, work: str, built: str) -> None:
 
 
 def _discard(work: str) -> None:
-    """Delete a work directory, renaming it away first: a kill during the deletion must not leave a half-deleted
-    work directory that --resume would trust."""
-    trash = f"{work}.removing-{os.getpid()}"
+    """Delete a work directory (one of ours: see _new_work), renaming it away first: a kill during the deletion
+    must not leave a half-deleted work directory that --resume would trust."""
+    trash = f"{work}{_REMOVING}{os.getpid()}"
     os.replace(work, trash)
     shutil.rmtree(trash, ignore_errors=True)
-    for path in glob.glob(glob.escape(work) + ".removing-*"):  # left by killed runs
-        shutil.rmtree(path, ignore_errors=True)
+    for path in glob.glob(glob.escape(work) + _REMOVING + "*"):  # left by killed runs
+        if _is_work(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _remove_leftovers(out: str) -> None:
-    """Remove what killed runs left beside OUT: replaced stores (OUT.old-PID) and half-deleted work folders."""
-    for path in glob.glob(glob.escape(out) + ".old-*") + glob.glob(glob.escape(partial_path(out)) + ".removing-*"):
-        shutil.rmtree(path, ignore_errors=True)
+    """Remove what killed runs left beside OUT, and nothing else: stores they replaced (``OUT.old-ingest-PID``, a
+    store of this format) and work folders they were deleting (``….removing-ingest-PID``, with the work marker).
+    A user's ``OUT.old-2024`` backup is not ours and stays."""
+    for path in glob.glob(glob.escape(out) + _PARKED + "*"):
+        if re.fullmatch(r"\d+", path[len(out) + len(_PARKED):]) and _is_store(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+    for path in glob.glob(glob.escape(partial_path(out)) + _REMOVING + "*"):
+        if _is_work(path):
+            shutil.rmtree(path, ignore_errors=True)

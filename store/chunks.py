@@ -26,6 +26,7 @@ from .shard import EMPTY, ChunkCodec, read_index
 __all__ = ["ArrayReader", "read_chunks"]
 
 _OPEN_SHARDS = 64
+_REUSE_FROM = 64 << 10  # decoded chunk bytes from which chunks_of(transient=True) reads into reused buffers
 _EMPTY = int(EMPTY)
 
 
@@ -42,18 +43,21 @@ class ArrayReader:
         self.mapped = compression == "none"
         self._shards: OrderedDict[int, _Shard] = OrderedDict()
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._dir: int | None = None
         self.remote = is_remote(store)
         self._fs = None
 
-    def __getstate__(self):  # file handles, connections and locks stay in their process
+    def __getstate__(self):  # file handles, connections, locks and buffers stay in their process
         state = dict(self.__dict__)
-        state["_shards"], state["_lock"], state["_dir"], state["_fs"] = OrderedDict(), None, None, None
+        state["_shards"], state["_lock"], state["_dir"], state["_fs"], state["_local"] = \
+            OrderedDict(), None, None, None, None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     @property
     def chunks(self) -> int:
@@ -69,9 +73,14 @@ class ArrayReader:
         finally:
             self.release(entry)
 
-    def chunks_of(self, ks: list[int]) -> Iterator[np.ndarray]:
+    def chunks_of(self, ks: list[int], *, transient: bool = False) -> Iterator[np.ndarray]:
         """Chunks ``ks`` in order (local stores): their shards looked up under one lock, each chunk read and
-        decoded only when the caller asks for it (so it is consumed while still in the CPU cache)."""
+        decoded only when the caller asks for it (so it is consumed while still in the CPU cache).
+
+        ``transient``: read and decompress large chunks into this thread's reusable buffers, so that they allocate
+        no memory; each chunk is then valid only until the next one is asked for (and must not be kept). Fresh
+        allocations of this size (~130 KB) can be mmap'd by glibc and page-faulted on every chunk (always in a
+        TensorFlow process, see trainer.batches.BatchSource)."""
         if self.remote:
             yield from read_chunks([(self, k) for k in ks])
             return
@@ -81,7 +90,10 @@ class ArrayReader:
         cps, rows, batch, decode, name = self.cps, self.rows, self.batch_size, self.codec.decode_exact, self.name
         shape = (batch, self.columns)
         expected = batch * self.columns * self.codec.dtype.itemsize
-        pread = os.pread
+        # only large chunks gain from reused buffers: small allocations never page-fault, and numcodecs' decompress
+        # into a given buffer costs ~1 µs more per call
+        raw, decoded = self._buffers(expected) if transient and expected >= _REUSE_FROM else (None, None)
+        pread, preadv, into = os.pread, getattr(os, "preadv", None), [raw]
         entries = self._shards_of([k // cps for k in ks])
         try:
             for k, entry in zip(ks, entries):
@@ -90,17 +102,30 @@ class ArrayReader:
                     raise ChunkError(f"{name}: chunk {k} is missing from its shard; the store is damaged, re-run the "
                                      "ingest", array=name, chunk=k)
                 mm = entry.mm
-                data = memoryview(mm)[offset:offset + nbytes] if mm is not None else \
-                    pread(entry.source, nbytes, offset)
+                if mm is not None:
+                    data = memoryview(mm)[offset:offset + nbytes]
+                elif raw is not None and preadv is not None and nbytes <= len(raw):
+                    data = raw[:min(nbytes, preadv(entry.source, into, offset))]  # may read past: harmless
+                else:
+                    data = pread(entry.source, nbytes, offset)
                 if len(data) != nbytes:
                     raise ChunkError(f"{name}: chunk {k} is truncated; the store is damaged, re-run the ingest",
                                      array=name, chunk=k)
-                out = decode(data, shape, expected, name, k)
+                out = decode(data, shape, expected, name, k, decoded)
                 yield out if (k + 1) * batch <= rows else out[:rows - k * batch]
         finally:
             with self._lock:
                 for entry in entries:
                     self._release_locked(entry)
+
+    def _buffers(self, expected: int) -> tuple[memoryview, np.ndarray]:
+        """This thread's reusable (read, decompress) buffers: an encoded chunk is at most its decoded size plus
+        Blosc's 16-byte header and the 4-byte checksum (a larger one, which only a damaged index can claim, is read
+        into fresh memory and then fails its checks)."""
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = (memoryview(bytearray(expected + 64)), np.empty(expected, np.uint8))
+        return buffers
 
     def locate(self, k: int) -> tuple:
         """(shard entry, byte offset, byte count) of chunk ``k``; reads the shard's index on first use. The entry is

@@ -80,13 +80,11 @@ def feed_section(store: str, data: str, epochs: int, rounds: int, quick: bool) -
     from .bench_feed import Case, measure, table
     tf = keras.backend.backend() == "tensorflow"
     cases = [Case("in-RAM numpy arrays (floor)", "ram"),
-             Case("trainer run's feed (tf.data over StoreSequence, 1 thread)" if tf else "StoreSequence, 1 thread",
-                  "tfdata" if tf else "sequence", 1),
-             Case("StoreSequence, 2 processes (shared memory)", "sequence", 2, True),
+             Case("trainer run's feed (tf.data over StoreSequence, 2 processes)" if tf else
+                  "trainer run's feed (StoreSequence, 2 processes)", "tfdata" if tf else "sequence", 2, True),
+             Case("StoreSequence, 1 thread (Keras' own wrapping)", "sequence", 1),
              Case("seed-style CSV Sequence, 2 worker processes", "csv", 2),
              Case("tf.data make_csv_dataset", "tfcsv")]
-    if not quick:
-        cases.insert(2, Case("StoreSequence, 1 thread (Keras' PyDataset wrapping)", "sequence", 1))
     lines = table(measure(store, cases, epochs, rounds, os.path.join(data, "splited_train")))
     values = {row.split("|")[1].strip(): float(row.split("|")[4].strip().rstrip("x")) for row in lines[2:]}
     return lines, values

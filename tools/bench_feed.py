@@ -51,23 +51,22 @@ class Result:
 
 
 def default_cases(backend: str, quick: bool = False) -> list[Case]:
-    """The cases ``python -m tools.bench_feed`` runs: RAM, store threads/processes, TF's pipeline, the seed."""
-    cases = [Case("in-RAM numpy arrays (floor)", "ram"),
+    """The cases ``python -m tools.bench_feed`` runs: RAM; ``trainer run``'s feed (tf.data over 2 loader
+    processes under TensorFlow, the sequence elsewhere); StoreSequence with threads and processes; the seed's
+    CSV Sequence; and the same with steps_per_execution=8 (trainer run's default)."""
+    tf = backend == "tensorflow"
+    trainer_feed = [Case("trainer run's feed: tf.data over StoreSequence, 2 processes", "tfdata", 2, True)] if tf \
+        else []
+    cases = [Case("in-RAM numpy arrays (floor)", "ram"), *trainer_feed,
              Case("StoreSequence, 1 thread", "sequence", 1),
              Case("StoreSequence, 2 processes (shared memory)", "sequence", 2, True)]
-    if backend == "tensorflow":
-        cases += [Case("tf.data over StoreSequence, 1 thread", "tfdata", 1),
-                  Case("tf.data over StoreSequence, 2 processes", "tfdata", 2, True)]
-    if not quick:
-        cases += [Case("StoreSequence, 2 threads", "sequence", 2),
-                  Case("seed-style CSV Sequence, 2 worker processes", "csv", 2)]
-        for spe in (8,):
-            cases += [Case(f"in-RAM numpy arrays, steps_per_execution={spe}", "ram", steps_per_execution=spe),
-                      Case(f"StoreSequence, 1 thread, steps_per_execution={spe}", "sequence", 1,
-                           steps_per_execution=spe)]
-            if backend == "tensorflow":
-                cases.append(Case(f"tf.data over StoreSequence, 1 thread, steps_per_execution={spe}", "tfdata", 1,
-                                  steps_per_execution=spe))
+    if quick:
+        return cases
+    cases.append(Case("seed-style CSV Sequence, 2 worker processes", "csv", 2))
+    spe = dict(steps_per_execution=8)
+    cases += [Case("in-RAM numpy arrays, steps_per_execution=8", "ram", **spe),
+              *[Case(c.name + ", steps_per_execution=8", c.kind, c.workers, c.processes, **spe) for c in trainer_feed],
+              Case("StoreSequence, 2 processes, steps_per_execution=8", "sequence", 2, True, **spe)]
     return cases
 
 

@@ -44,12 +44,14 @@ def _per_batch(fn, n: int, repeat: int) -> float:
 
 
 def _window_us(store: str, batches: int, repeat: int) -> float:
-    """StoreSequence decodes a window of chunks once and slices its batches: time whole windows, per batch."""
+    """StoreSequence decodes a window of chunks once (into a recycled window buffer, as its loaders do) and
+    slices its batches: time whole windows, per batch."""
     from trainer.batches import BatchSource
     source = BatchSource(store, "train", label="clear")
     per = source.batches_per_window()
     windows = max(1, min(batches, len(source) - 1) // per)
-    return _per_batch(lambda w: [source.batch_from(window, j) for window in [source.load_window(0, w)]
+    buffers = source.window_buffers()
+    return _per_batch(lambda w: [source.batch_from(window, j) for window in [source.load_window(0, w, buffers)]
                                  for j in range(per)], windows, repeat) / per
 
 

@@ -4,7 +4,8 @@ A *window* is the unit of work (``window`` chunks, 16 by default; see ``trainer/
 for windows in the order it will train on them (:meth:`WindowLoader.request`), takes each when it needs it
 (:meth:`WindowLoader.take`) and gets plain numpy arrays it owns.
 
-- :class:`ThreadLoader`: a thread pool; chunk reads, checksums and Blosc release the GIL.
+- :class:`ThreadLoader`: a thread pool; chunk reads, checksums and Blosc release the GIL. Window buffers are
+  recycled the same way as the process loader's slots.
 - :class:`ProcessLoader`: spawned worker processes owned by the loader (not Keras' pool). Workers decode straight
   into a ring of shared-memory slots and send back only ``(window, slot, rows)``; the training process gets numpy
   views of the slot, nothing is pickled or copied. A slot is reused only when no array refers to it any more: the
@@ -78,26 +79,45 @@ def loader_for(source: BatchSource, workers: int, processes: bool) -> WindowLoad
 
 
 class ThreadLoader(WindowLoader):
-    """Windows decoded in ``workers`` threads into new arrays."""
+    """Windows decoded in ``workers`` threads. Window buffers are recycled like the process loader's slots (a
+    buffer is reused only once no array refers to it): fresh multi-megabyte allocations would be page-faulted
+    in every window (glibc returns them to the system; in a TensorFlow process always)."""
 
-    def __init__(self, source: BatchSource, workers: int = 1):
+    def __init__(self, source: BatchSource, workers: int = 1, spares: int | None = None):
         super().__init__(source)
         self._pool = cf.ThreadPoolExecutor(max(1, workers), thread_name_prefix="quest-loader")
         self._futures: dict[Key, cf.Future] = {}
+        self.layout, self.slot_bytes = _layout(source)
+        self._parts = _parts(self.layout)
+        self._spare: deque[np.ndarray] = deque()  # buffers no array refers to any more (any thread appends)
+        self._spares = spares if spares is not None else 2 * max(1, workers) + 6
 
     def request(self, key: Key) -> None:
         if key not in self._futures:
-            self._futures[key] = self._pool.submit(self.source.load_window, *key)
+            self._futures[key] = self._pool.submit(self._load, key)
+
+    def _load(self, key: Key) -> tuple[np.ndarray, int]:
+        try:
+            flat = self._spare.popleft()
+        except IndexError:
+            flat = np.empty(self.slot_bytes, np.uint8)
+        out = self.source.load_window(*key, out=_slot_views(flat, 0, self.layout, self.slot_bytes))
+        return flat, len(next(iter(out.values())))
 
     def take(self, key: Key) -> dict[str, np.ndarray]:
         self.request(key)
         future = self._futures.pop(key)
         try:
-            return future.result()
+            flat, rows = future.result()
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - name the window in whatever went wrong
             raise LoaderError(_describe(exc, key, self.source)) from None
+        return _owned_views(flat, self._parts, rows, self._give_back, flat)
+
+    def _give_back(self, flat: np.ndarray) -> None:
+        if len(self._spare) < self._spares:
+            self._spare.append(flat)
 
     def discard(self, keep=lambda key: False) -> None:
         for key in [k for k in self._futures if not keep(k)]:
@@ -106,6 +126,7 @@ class ThreadLoader(WindowLoader):
     def close(self) -> None:
         self.discard()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._spare.clear()
 
 
 class ProcessLoader(WindowLoader):
@@ -174,8 +195,7 @@ class ProcessLoader(WindowLoader):
         self._free = list(range(self.slots))
         self._slot_arrays = [np.frombuffer(self._shm.buf, np.uint8, count=self.slot_bytes, offset=i * self.slot_bytes)
                              for i in range(self.slots)]
-        self._parts = [(name, offset, _nbytes(shape, dtype), shape, np.dtype(dtype))
-                       for name, offset, shape, dtype in self.layout]
+        self._parts = _parts(self.layout)
 
     def _await_ready(self) -> None:
         waiting = set(range(self.workers))
@@ -228,11 +248,7 @@ class ProcessLoader(WindowLoader):
 
     def _hand_over(self, slot: int, rows: int) -> dict[str, np.ndarray]:
         """Views of the window in ``slot``, owned by one object that gives the slot back when the last is gone."""
-        owner = _SlotOwner(self._slot_arrays[slot])
-        weakref.finalize(owner, self._returned.append, slot)
-        raw = np.asarray(owner)
-        return {name: raw[offset:offset + nbytes].view(dtype).reshape(shape)[:rows]
-                for name, offset, nbytes, shape, dtype in self._parts}
+        return _owned_views(self._slot_arrays[slot], self._parts, rows, self._returned.append, slot)
 
     def _reclaim(self) -> bool:
         """Collect garbage cycles that may hold old windows; True if a slot came back."""
@@ -347,6 +363,20 @@ class _SlotOwner:
 
 def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
     return int(np.prod(shape)) * np.dtype(dtype).itemsize
+
+
+def _parts(layout) -> list:
+    return [(name, offset, _nbytes(shape, dtype), shape, np.dtype(dtype)) for name, offset, shape, dtype in layout]
+
+
+def _owned_views(flat: np.ndarray, parts, rows: int, release, token) -> dict[str, np.ndarray]:
+    """The window's arrays as views of ``flat`` (one slot), all based on one owner object: when the last of them
+    (or of anything made from them) is gone, ``release(token)`` runs and the slot may be reused."""
+    owner = _SlotOwner(flat)
+    weakref.finalize(owner, release, token)
+    raw = np.asarray(owner)
+    return {name: raw[offset:offset + nbytes].view(dtype).reshape(shape)[:rows]
+            for name, offset, nbytes, shape, dtype in parts}
 
 
 # -- layout of a slot, shared by the parent and its workers ------------------------------------------------------

@@ -49,7 +49,7 @@ def pair(s3, tmp_path, quest_csv):
 def test_remote_store_is_byte_identical_to_a_local_one(pair, tmp_path):
     local, remote = pair
     assert _objects(remote) == _files(local)
-    assert not os.path.exists(tmp_path / "work")  # the local work directory is removed after the upload
+    assert os.listdir(tmp_path / "work") == []  # its work directory inside --work is removed after the upload
 
 
 def test_remote_store_reads_like_the_local_one(pair):

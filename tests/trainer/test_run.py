@@ -197,3 +197,28 @@ def test_a_damaged_chunk_stops_training_naming_array_and_chunk(quest_store, tmp_
     assert err.count("\n") == 1
     assert re.match(r"trainer: error: train/float32: chunk 0 fails its CRC32C checksum", err), err
     assert not os.path.exists(tmp_path / "run" / "model.keras")
+
+
+def test_predict_and_resume_never_replace_what_is_not_theirs(quest_store, tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    assert main(["run", quest_store, "--out", run_dir, "--epochs", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    user = tmp_path / "results.zarr"
+    user.mkdir()
+    (user / "data.bin").write_bytes(b"mine")
+    for out in (str(user), quest_store):  # a user's folder; the input store itself
+        assert main(["predict", run_dir, quest_store, "--out", out]) == 1
+        err = capsys.readouterr().err
+        assert "a folder that trainer predict did not write" in err and err.count("\n") == 1, err
+    assert (user / "data.bin").read_bytes() == b"mine" and open_store(quest_store).rows
+    ours = str(tmp_path / "p.zarr")
+    assert main(["predict", run_dir, quest_store, "--out", ours]) == 0
+    assert main(["predict", run_dir, quest_store, "--out", ours]) == 0  # its own output: replaced
+    capsys.readouterr()
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"jpg")
+    assert main(["run", quest_store, "--out", str(folder), "--resume", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "is not a run directory of this tool" in err and err.count("\n") == 1
+    assert sorted(os.listdir(folder)) == ["a.jpg"]

@@ -1,0 +1,90 @@
+"""A user's file is sacred: ingest and trainer delete or replace only what carries this tool's own marker (a
+store's root metadata, a work directory's marker, an upload's marker, a run's config.json) and refuse with one
+line otherwise."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+import pytest
+
+from ingest import IngestConfig, ingest as run_ingest
+from ingest.cli import main
+from ingest.destination import default_work_dir
+from store import OutputExistsError, open_store
+
+OPTIONS = dict(label="clear", batch_size=256, workers=1, progress=False)
+
+
+def _tree(path) -> dict[str, bytes]:
+    out = {}
+    for folder, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(folder, name)
+            out[os.path.relpath(full, path)] = open(full, "rb").read()
+    return out
+
+
+def test_a_foreign_partial_folder_is_never_continued_or_deleted(tmp_path, quest_csv, capsys):
+    out = tmp_path / "q.zarr"
+    foreign = tmp_path / "q.zarr.partial"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("years of work")
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        assert main([quest_csv, "--out", str(out), "--label", "clear", "--quiet", *extra]) == 1
+        err = capsys.readouterr().err
+        assert "was not made by ingest" in err and err.count("\n") == 1, err
+    assert _tree(foreign) == {"thesis.tex": b"years of work"}
+
+
+def test_backups_beside_the_store_survive_a_successful_ingest(tmp_path, quest_csv):
+    out = str(tmp_path / "q.zarr")
+    run_ingest(IngestConfig([quest_csv], out, **OPTIONS))
+    backup = tmp_path / "q.zarr.old-2024"  # a user's copy of an earlier store: a store, but not a leftover
+    shutil.copytree(out, backup)
+    other = tmp_path / "q.zarr.old-ingest-mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    leftover = tmp_path / "q.zarr.old-ingest-12345"  # what a killed ingest parks while replacing the store
+    shutil.copytree(out, leftover)
+    run_ingest(IngestConfig([quest_csv], out, overwrite=True, **OPTIONS))
+    assert open_store(str(backup)).rows == open_store(out).rows
+    assert (other / "keep.txt").read_text() == "x"
+    assert not leftover.exists()
+
+
+def test_the_default_work_directory_is_private(tmp_path, monkeypatch):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    work = default_work_dir("s3://bucket/q.zarr")
+    parent = os.path.dirname(work)
+    assert os.path.basename(parent) == f"ingest-work-{os.getuid()}"
+    assert stat.S_IMODE(os.stat(parent).st_mode) == 0o700
+    os.chmod(parent, 0o777)  # as if another user had prepared it for us
+    with pytest.raises(OutputExistsError, match="is not a private folder of this user"):
+        default_work_dir("s3://bucket/q.zarr")
+    assert default_work_dir("s3://bucket/q.zarr", str(tmp_path / "mine")).startswith(str(tmp_path / "mine"))
+
+
+@pytest.mark.cloud
+def test_work_folder_and_foreign_prefixes_are_never_deleted(s3, tmp_path, quest_csv, capsys):
+    import fsspec
+    work = tmp_path / "big-disk-tmp"
+    work.mkdir()
+    (work / "other-project.bin").write_bytes(b"not ours")
+    argv = [quest_csv, "--label", "clear", "--quiet", "--work", str(work)]
+    assert main(argv + ["--out", f"{s3}/q.zarr", "--overwrite"]) == 0
+    assert _tree(work) == {"other-project.bin": b"not ours"}  # its own work directory came and went
+    assert main(argv + ["--out", f"{s3}/q.zarr", "--overwrite", "--seed", "3"]) == 0  # replacing our store
+    assert open_store(f"{s3}/q.zarr").attrs["ingest"]["options"]["seed"] == 3
+    fs, root = fsspec.core.url_to_fs(s3)
+    fs.pipe(f"{root}/imagenet/train/n01440764/img1.jpeg", b"jpeg")  # looks like a store's names, is not one
+    fs.pipe(f"{root}/imagenet/validation/img2.jpeg", b"jpeg")
+    for out in (f"{s3}/imagenet", s3):  # a prefix with the same top-level names; the whole bucket
+        assert main(argv + ["--out", out, "--overwrite"]) == 1
+        err = capsys.readouterr().err
+        assert "holds objects that are not a store" in err and err.count("\n") == 1, err
+    assert fs.cat_file(f"{root}/imagenet/train/n01440764/img1.jpeg") == b"jpeg"
+    assert fs.cat_file(f"{root}/imagenet/validation/img2.jpeg") == b"jpeg"

@@ -248,7 +248,8 @@ def _parse_pass(config: IngestConfig, ctx: passes.Context, total: int) -> list[d
 
 def _writer(config: IngestConfig, ctx: passes.Context, summary: Summary) -> StoreWriter:
     writer = StoreWriter(os.path.join(ctx.work, "store"), schema=ctx.schema, rows=summary.rows,
-                         batch_size=config.batch_size, chunks_per_shard=summary.chunks_per_shard(ctx.schema, config.batch_size),
+                         batch_size=config.batch_size,
+                         chunks_per_shard=summary.chunks_per_shard(ctx.schema, config.batch_size),
                          compression=config.compression)
     if not os.path.exists(writer.path):  # create() makes the layout appear whole, so one that exists is complete
         writer.create()
@@ -281,8 +282,8 @@ def _publish(out: str, work: str, built: str) -> None:
     """Move the finished store to OUT (replacing an old one only now), then remove the work directory.
 
     Every step is one rename, so a kill between any two leaves either a resumable OUT.partial (the old store, if
-    any, parked as OUT.old-ingest-PID until then) or the finished OUT; work being deleted is renamed away first, so a kill
-    during the deletion never leaves a half-deleted OUT.partial that --resume would trust.
+    any, parked as OUT.old-ingest-PID until then) or the finished OUT; work being deleted is renamed away first,
+    so a kill during the deletion never leaves a half-deleted OUT.partial that --resume would trust.
     """
     _remove_leftovers(out)
     old = None

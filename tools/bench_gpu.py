@@ -116,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     from .bench_feed import measure, table
     from .measure import machine
     results = measure(store, cases(args.cpu), args.epochs, args.rounds, split_dir)
-    lines = [f"machine: {machine()}", f"backend: {keras.backend.backend()} (Keras {keras.__version__}); devices: "
-             f"{_devices()}", f"command: python -m tools.bench_gpu {' '.join(argv if argv is not None else sys.argv[1:])}"
-             .strip(), f"data: {args.rows:,} rows (90% train), prepared in {prepared:.0f} s; total "
+    command = " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [f"machine: {machine()}",
+             f"backend: {keras.backend.backend()} (Keras {keras.__version__}); devices: {_devices()}",
+             f"command: python -m tools.bench_gpu {command}".strip(),
+             f"data: {args.rows:,} rows (90% train), prepared in {prepared:.0f} s; total "
              f"{time.perf_counter() - started:.0f} s", "", *table(results)]
     print("\n".join(lines))
     return 0

@@ -19,7 +19,8 @@ def worker_main(conn, payload: bytes, shm_name: str, layout, slot_bytes: int) ->
 
     from store.errors import StoreError
 
-    from .loader import _close_segment, _describe, _slot_views
+    from ._slots import close_segment, slot_views
+    from .loader import _describe
     try:
         source = pickle.loads(payload)
         shm = shared_memory.SharedMemory(name=shm_name)
@@ -27,7 +28,7 @@ def worker_main(conn, payload: bytes, shm_name: str, layout, slot_bytes: int) ->
         _send(conn, ("error", -1, -1, -1, f"{type(exc).__name__}: {exc}"[:_MESSAGE_LIMIT]))
         return
     if not _send(conn, ("ready", -1, -1, -1)):  # the parent gave up waiting (start timeout, error, Ctrl-C)
-        _close_segment(shm)
+        close_segment(shm)
         return
     while True:
         try:
@@ -35,7 +36,7 @@ def worker_main(conn, payload: bytes, shm_name: str, layout, slot_bytes: int) ->
         except (EOFError, OSError):
             break
         try:
-            out = source.load_window(epoch, w, out=_slot_views(shm.buf, slot, layout, slot_bytes))
+            out = source.load_window(epoch, w, out=slot_views(shm.buf, slot, layout, slot_bytes))
             reply = ("done", epoch, w, slot, len(next(iter(out.values()))))
             del out
         except StoreError as exc:
@@ -45,7 +46,7 @@ def worker_main(conn, payload: bytes, shm_name: str, layout, slot_bytes: int) ->
         if not _send(conn, reply):
             break
     source.close()
-    _close_segment(shm)
+    close_segment(shm)
 
 
 def _send(conn, message) -> bool:

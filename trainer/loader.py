@@ -27,9 +27,7 @@ import concurrent.futures as cf
 import gc
 import multiprocessing
 import multiprocessing.connection as mpc
-import os
 import pickle
-import secrets
 import time
 import weakref
 from collections import deque
@@ -39,13 +37,12 @@ import numpy as np
 
 from store.errors import StoreError
 
+from ._slots import SHM_PREFIX, close_segment, create_segment, layout_of, owned_views, parts_of, slot_views
 from ._worker import worker_main
 from .batches import BatchSource, LoaderError
 
 __all__ = ["WindowLoader", "ThreadLoader", "ProcessLoader", "SHM_PREFIX", "loader_for"]
 
-SHM_PREFIX = "quest-loader-"
-_ALIGN = 64
 _POLL_S = 0.5  # how often a waiting parent re-checks that its workers live
 _START_TIMEOUT_S = 120.0
 
@@ -87,8 +84,8 @@ class ThreadLoader(WindowLoader):
         super().__init__(source)
         self._pool = cf.ThreadPoolExecutor(max(1, workers), thread_name_prefix="quest-loader")
         self._futures: dict[Key, cf.Future] = {}
-        self.layout, self.slot_bytes = _layout(source)
-        self._parts = _parts(self.layout)
+        self.layout, self.slot_bytes = layout_of(source)
+        self._parts = parts_of(self.layout)
         self._spare: deque[np.ndarray] = deque()  # buffers no array refers to any more (any thread appends)
         self._spares = spares if spares is not None else 2 * max(1, workers) + 6
 
@@ -101,7 +98,7 @@ class ThreadLoader(WindowLoader):
             flat = self._spare.popleft()
         except IndexError:
             flat = np.empty(self.slot_bytes, np.uint8)
-        out = self.source.load_window(*key, out=_slot_views(flat, 0, self.layout, self.slot_bytes))
+        out = self.source.load_window(*key, out=slot_views(flat, 0, self.layout, self.slot_bytes))
         return flat, len(next(iter(out.values())))
 
     def take(self, key: Key) -> dict[str, np.ndarray]:
@@ -113,7 +110,7 @@ class ThreadLoader(WindowLoader):
             raise
         except Exception as exc:  # noqa: BLE001 - name the window in whatever went wrong
             raise LoaderError(_describe(exc, key, self.source)) from None
-        return _owned_views(flat, self._parts, rows, self._give_back, flat)
+        return owned_views(flat, self._parts, rows, self._give_back, flat)
 
     def _give_back(self, flat: np.ndarray) -> None:
         if len(self._spare) < self._spares:
@@ -145,7 +142,7 @@ class ProcessLoader(WindowLoader):
         super().__init__(source)
         self.workers = max(1, workers)
         self.slots = slots or 2 * self.workers + 6
-        self.layout, self.slot_bytes = _layout(source)
+        self.layout, self.slot_bytes = layout_of(source)
         self.start_timeout = start_timeout
         self._shm: shared_memory.SharedMemory | None = None
         self._procs: list = []
@@ -172,7 +169,7 @@ class ProcessLoader(WindowLoader):
         if self._closed:
             raise LoaderError(f"the loader of {self.source.path} was closed")
         size = self.slots * self.slot_bytes
-        self._shm = _create_segment(size)
+        self._shm = create_segment(size)
         ctx = multiprocessing.get_context("spawn")  # never fork a process that may run TensorFlow or JAX
         try:
             for index in range(self.workers):
@@ -195,7 +192,7 @@ class ProcessLoader(WindowLoader):
         self._free = list(range(self.slots))
         self._slot_arrays = [np.frombuffer(self._shm.buf, np.uint8, count=self.slot_bytes, offset=i * self.slot_bytes)
                              for i in range(self.slots)]
-        self._parts = _parts(self.layout)
+        self._parts = parts_of(self.layout)
 
     def _await_ready(self) -> None:
         waiting = set(range(self.workers))
@@ -248,7 +245,7 @@ class ProcessLoader(WindowLoader):
 
     def _hand_over(self, slot: int, rows: int) -> dict[str, np.ndarray]:
         """Views of the window in ``slot``, owned by one object that gives the slot back when the last is gone."""
-        return _owned_views(self._slot_arrays[slot], self._parts, rows, self._returned.append, slot)
+        return owned_views(self._slot_arrays[slot], self._parts, rows, self._returned.append, slot)
 
     def _reclaim(self) -> bool:
         """Collect garbage cycles that may hold old windows; True if a slot came back."""
@@ -350,77 +347,6 @@ class ProcessLoader(WindowLoader):
 
 
 
-class _SlotOwner:
-    """What numpy sees as the base of a window's arrays (through ``__array_interface__``): alive while any of
-    them is; it keeps the slot's memory mapped (``base`` holds the shared memory's buffer)."""
-
-    __slots__ = ("__array_interface__", "base", "__weakref__")
-
-    def __init__(self, base: np.ndarray):
-        self.base = base
-        self.__array_interface__ = base.__array_interface__
-
-
-def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
-    return int(np.prod(shape)) * np.dtype(dtype).itemsize
-
-
-def _parts(layout) -> list:
-    return [(name, offset, _nbytes(shape, dtype), shape, np.dtype(dtype)) for name, offset, shape, dtype in layout]
-
-
-def _owned_views(flat: np.ndarray, parts, rows: int, release, token) -> dict[str, np.ndarray]:
-    """The window's arrays as views of ``flat`` (one slot), all based on one owner object: when the last of them
-    (or of anything made from them) is gone, ``release(token)`` runs and the slot may be reused."""
-    owner = _SlotOwner(flat)
-    weakref.finalize(owner, release, token)
-    raw = np.asarray(owner)
-    return {name: raw[offset:offset + nbytes].view(dtype).reshape(shape)[:rows]
-            for name, offset, nbytes, shape, dtype in parts}
-
-
-# -- layout of a slot, shared by the parent and its workers ------------------------------------------------------
-
-def _layout(source: BatchSource) -> tuple[list[tuple[str, int, tuple[int, ...], str]], int]:
-    """[(name, offset, shape, dtype)] of one window inside a slot, and the slot's size (64-byte aligned parts)."""
-    layout, offset = [], 0
-    rows = source.window_rows
-    for name, (cols, dtype) in source.outputs().items():
-        shape = (rows,) if cols is None else (rows, cols)
-        layout.append((name, offset, shape, dtype.str))
-        offset += -(-int(np.prod(shape)) * dtype.itemsize // _ALIGN) * _ALIGN
-    return layout, max(offset, _ALIGN)
-
-
-def _slot_views(buf, slot: int, layout, slot_bytes: int) -> dict[str, np.ndarray]:
-    base = slot * slot_bytes
-    return {name: np.ndarray(shape, np.dtype(dtype), buffer=buf, offset=base + offset)
-            for name, offset, shape, dtype in layout}
-
-
-def _create_segment(size: int) -> shared_memory.SharedMemory:
-    """A new shared-memory segment with its pages reserved now: a full /dev/shm (Docker gives 64 MiB by default)
-    is a one-line error here rather than a SIGBUS in a worker later."""
-    name = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        shm = shared_memory.SharedMemory(name=name, create=True, size=size)
-    except OSError as exc:
-        raise LoaderError(f"cannot create {size / 2**20:.0f} MiB of shared memory for loader processes ({exc}); "
-                          "use fewer --workers, threads (--loader threads), or give the container more "
-                          "(docker run --shm-size)") from None
-    if hasattr(os, "posix_fallocate"):
-        try:
-            os.posix_fallocate(shm._fd, 0, size)
-        except OSError as exc:
-            shm.close()
-            shm.unlink()
-            raise LoaderError(f"not enough shared memory for loader processes: {size / 2**20:.0f} MiB needed "
-                              f"({os.strerror(exc.errno)}); use fewer --workers, threads (--loader threads), or give "
-                              "the container more (docker run --shm-size)") \
-                from None
-    return shm
-
-
 def _shutdown(procs, conns, shm) -> None:
     """Stop workers (pipe closed -> they exit), reap them, kill stragglers, release the segment."""
     for conn in conns:
@@ -435,19 +361,11 @@ def _shutdown(procs, conns, shm) -> None:
             proc.kill()
             proc.join(1.0)
     if shm is not None:
-        _close_segment(shm)
+        close_segment(shm)
         try:
             shm.unlink()
         except FileNotFoundError:
             pass
-
-
-def _close_segment(shm: shared_memory.SharedMemory) -> None:
-    try:
-        shm.close()
-    except BufferError:  # batches still view it: their buffers keep the mapping alive until they are freed
-        shm._mmap = None  # noqa: SLF001 - else SharedMemory.__del__ retries and prints the BufferError
-        shm.close()
 
 
 def _describe(exc: BaseException, key: Key, source: BatchSource) -> str:

@@ -20,7 +20,8 @@ import pytest
 from tests.helpers import subprocess_env
 from trainer.batches import BatchSource, LoaderError
 from trainer.feed import BatchFeed
-from trainer.loader import SHM_PREFIX, ProcessLoader, ThreadLoader, _create_segment
+from trainer._slots import SHM_PREFIX, create_segment
+from trainer.loader import ProcessLoader, ThreadLoader
 
 
 def _segments(pid: int | None = None) -> list[str]:
@@ -90,7 +91,7 @@ def test_a_full_shared_memory_is_one_line(monkeypatch):
 
     monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
     with pytest.raises(LoaderError, match=r"not enough shared memory for loader processes: 64 MiB needed .*--shm-size"):
-        _create_segment(64 << 20)
+        create_segment(64 << 20)
     assert not _segments(os.getpid())
 
 

@@ -31,8 +31,8 @@ def test_every_flag_reaches_the_config():
          "500"])
     cfg = run_config(args)
     assert (cfg.steps_per_execution, cfg.save_every) == (8, "500")
-    assert run_config(build_parser().parse_args(["run", "s", "--out", "r", "--loader", "threads"])).use_multiprocessing \
-        is False
+    threads = run_config(build_parser().parse_args(["run", "s", "--out", "r", "--loader", "threads"]))
+    assert threads.use_multiprocessing is False
     assert run_config(build_parser().parse_args(["run", "s", "--out", "r"])).use_multiprocessing is True
     assert (cfg.store, cfg.out, cfg.label, cfg.features, cfg.epochs) == ("s.zarr", "r", "y", ["a", "b", "c"], 7)
     assert (cfg.batch_size, cfg.workers, cfg.use_multiprocessing, cfg.model) == (2000, 3, True, "m:f")

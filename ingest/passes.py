@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from store.errors import StoreError
+from store.files import write_atomic
 from store.schema import Schema
 from store.stats import ColumnStats
 from store.writer import StoreWriter
@@ -151,8 +152,7 @@ def sort_bucket(job: tuple[int, list[tuple[int, int, int]]]) -> int:
         selected = rows[order[split_of == s]]
         for array, values in _final_arrays(c, selected).items():
             save_array(c.sorted(bucket, split, array), values)
-    with open(os.path.join(c.work, "sorted", f"{bucket:06d}.done"), "w"):
-        pass
+    write_atomic(os.path.join(c.work, "sorted", f"{bucket:06d}.done"), b"")  # after the bucket's files are on disk
     return len(rows)
 
 

@@ -20,7 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from store.errors import OptionError, OutputExistsError, SchemaError, StoreError, from_os_error
+from store.files import publish, write_atomic
 from store.layout import ATTRS_KEY, FORMAT_NAME, shard_path
+from store.lock import Lock
 from store.location import is_remote
 from store.reader import partial_path
 from store.writer import StoreWriter
@@ -42,6 +44,7 @@ __all__ = ["ingest", "IngestResult", "WORK_MARKER"]
 WORK_MARKER = ".ingest-work"
 _PARKED = ".old-ingest-"  # OUT.old-ingest-PID: a store being replaced, until the new one is in place
 _REMOVING = ".removing-ingest-"  # WORK.removing-ingest-PID: a work directory being deleted
+_CREATING = ".creating-ingest-"  # WORK.creating-ingest-PID: a work directory being made
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,16 @@ def _ingest(config: IngestConfig, started: float) -> IngestResult:
                           f"{', '.join(header)}", column=config.label)
     remote = is_remote(config.out)
     work = default_work_dir(config.out, config.work) if remote else partial_path(config.out)
+    os.makedirs(os.path.dirname(os.path.abspath(work)), exist_ok=True)
+    # one ingest at a time per output: a second one would share temporary names or, with --overwrite, delete the
+    # live one's work
+    with Lock(work + ".lock", f"an ingest into {config.out}", made_by="ingest"):
+        return _build(config, files, header, remote, work, started)
+
+
+def _build(config: IngestConfig, files: list, header: list[str], remote: bool, work: str,
+           started: float) -> IngestResult:
+    """The ingest proper, under the output's lock: prepare the output, three passes, publish."""
     (_prepare_remote_output if remote else _prepare_output)(config, work)
     kinds = infer_kinds(files[0], header, encoding=config.encoding, sample_rows=config.sample_rows,
                         explicit=config.dtypes)
@@ -163,11 +176,13 @@ def _new_work(config: IngestConfig, work: str) -> None:
             raise OutputExistsError(f"{work} holds an interrupted ingest of {config.out}; pass --resume to continue "
                                     "it or --overwrite to start over", path=work)
         _discard(work)
-    os.makedirs(work)
-    with open(os.path.join(work, WORK_MARKER), "w", encoding="utf-8") as f:
-        json.dump({"made_by": "ingest", "out": config.out, "pid": os.getpid()}, f)
-    os.makedirs(os.path.join(work, "spill"))
-    os.makedirs(os.path.join(work, "sorted"))
+    _remove_killed_work(work)
+    building = f"{work}{_CREATING}{os.getpid()}"  # appears whole, marker included, or not at all
+    os.makedirs(os.path.join(building, "spill"))
+    os.makedirs(os.path.join(building, "sorted"))
+    write_atomic(os.path.join(building, WORK_MARKER),
+                 json.dumps({"made_by": "ingest", "out": config.out, "pid": os.getpid()}).encode())
+    publish(building, work)
 
 
 def _is_work(path: str) -> bool:
@@ -194,9 +209,7 @@ def _check_plan(work: str, plan: dict) -> None:
                 raise OptionError(f"cannot resume {work}: the {key} changed since the interrupted run; run the same "
                                   "command as before, or pass --overwrite to start over", path=work)
         return
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(plan, f, ensure_ascii=False)
-    os.replace(path + ".tmp", path)
+    write_atomic(path, json.dumps(plan, ensure_ascii=False).encode("utf-8"))
 
 
 @contextmanager
@@ -290,7 +303,7 @@ def _publish(out: str, work: str, built: str) -> None:
     if os.path.exists(out):
         old = f"{out}{_PARKED}{os.getpid()}"
         os.replace(out, old)
-    os.replace(built, out)
+    publish(built, out, synced=True)  # StoreWriter.commit flushed the whole store before marking it complete
     _discard(work)
     if old:
         shutil.rmtree(old, ignore_errors=True)
@@ -303,18 +316,23 @@ def _discard(work: str) -> None:
     trash = f"{work}{_REMOVING}{os.getpid()}"
     os.replace(work, trash)
     shutil.rmtree(trash, ignore_errors=True)
-    for path in glob.glob(glob.escape(work) + _REMOVING + "*"):  # left by killed runs
-        if _is_work(path):
-            shutil.rmtree(path, ignore_errors=True)
+    _remove_killed_work(work)
+
+
+def _remove_killed_work(work: str) -> None:
+    """Work directories that killed runs were making or deleting (ours: they carry the marker)."""
+    for prefix in (_REMOVING, _CREATING):
+        for path in glob.glob(glob.escape(work) + prefix + "*"):
+            if _is_work(path):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _remove_leftovers(out: str) -> None:
     """Remove what killed runs left beside OUT, and nothing else: stores they replaced (``OUT.old-ingest-PID``, a
-    store of this format) and work folders they were deleting (``….removing-ingest-PID``, with the work marker).
+    store of this format) and work folders they were making or deleting (``….creating-ingest-PID``,
+    ``….removing-ingest-PID``, with the work marker).
     A user's ``OUT.old-2024`` backup is not ours and stays."""
     for path in glob.glob(glob.escape(out) + _PARKED + "*"):
         if re.fullmatch(r"\d+", path[len(out) + len(_PARKED):]) and _is_store(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
-    for path in glob.glob(glob.escape(partial_path(out)) + _REMOVING + "*"):
-        if _is_work(path):
-            shutil.rmtree(path, ignore_errors=True)
+    _remove_killed_work(partial_path(out))

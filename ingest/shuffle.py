@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from store.files import publish, temporary_name, write_atomic
+
 __all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "write_spill", "read_spill_rows",
            "bucket_permutation", "save_array"]
 
@@ -66,8 +68,8 @@ def write_spill(path: str, records: np.ndarray, buckets: np.ndarray, meta: dict)
     ids, starts, counts = np.unique(buckets, return_index=True, return_counts=True)
     val = np.add.reduceat(records["split"].astype(np.int64), starts) if len(records) else np.array([], np.int64)
     meta = dict(meta, segments=[[int(b), int(s), int(c), int(v)] for b, s, c, v in zip(ids, starts, counts, val)])
-    _write(path + ".bin", memoryview(records.view(np.uint8)))
-    _write(path + ".json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+    write_atomic(path + ".bin", memoryview(records.view(np.uint8)))
+    write_atomic(path + ".json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
     return meta
 
 
@@ -87,15 +89,10 @@ def save_array(path: str, values: np.ndarray) -> None:
     """``np.save`` through a temporary name, writing the data with ``write`` (no extra copy, and a full disk
     reports ENOSPC with its errno, which ``ndarray.tofile`` does not)."""
     values = np.ascontiguousarray(values)
-    tmp = path + ".tmp"
+    tmp = temporary_name(path)
     with open(tmp, "wb") as f:
         np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(values))
         f.write(memoryview(values.reshape(-1).view(np.uint8)))
-    os.replace(tmp, path)
-
-
-def _write(path: str, data) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+        f.flush()
+        os.fsync(f.fileno())
+    publish(tmp, path, synced=True)

@@ -18,6 +18,7 @@ __all__ = [
     "ChunkError",
     "OutputExistsError",
     "DiskFullError",
+    "LockedError",
     "from_os_error",
 ]
 
@@ -74,6 +75,10 @@ class OutputExistsError(StoreError, FileExistsError):
 
 class DiskFullError(StoreError, OSError):
     """No space left on the device while writing."""
+
+
+class LockedError(StoreError):
+    """Another process is writing the same output (an ingest into the same store, a run in the same directory)."""
 
 
 def from_os_error(exc: OSError, resume: str = "re-run the same command with --resume") -> StoreError:

@@ -12,7 +12,6 @@ development machine), which is why the ingest writes shards itself.
 from __future__ import annotations
 
 import math
-import os
 import struct
 
 import google_crc32c
@@ -112,11 +111,3 @@ def read_index(tail: bytes, chunks_per_shard: int, *, array: str = "", shard: in
         raise ChunkError(f"{array}: shard {shard} index fails its CRC32C checksum; the store is damaged, "
                          "re-run the ingest", array=array, chunk=shard)
     return np.frombuffer(body, dtype="<u8").reshape(chunks_per_shard, 2)
-
-
-def write_file_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name, so a crash never leaves a torn file under ``path``."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

@@ -19,7 +19,8 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from .layout import ATTRS_KEY, COMPRESSIONS, FORMAT_NAME, FORMAT_VERSION, array_fill_value, shard_path
 from .errors import OptionError
 from .schema import Schema
-from .shard import ChunkCodec, encode_shard, write_file_atomic
+from .files import publish, sync_tree, write_atomic
+from .shard import ChunkCodec, encode_shard
 
 __all__ = ["StoreWriter"]
 
@@ -76,7 +77,7 @@ class StoreWriter:
         building = self.path.rstrip(os.sep) + ".creating"
         shutil.rmtree(building, ignore_errors=True)
         self._create_layout(building, attributes)
-        os.replace(building, self.path)
+        publish(building, self.path)
 
     def _create_layout(self, path: str, attributes: dict | None) -> None:
         root = zarr.open_group(path, mode="w", zarr_format=3,
@@ -108,16 +109,17 @@ class StoreWriter:
                                 self.batch_size, self.chunks_per_shard, array_fill_value(name))
             path = shard_path(self.path, split, name, shard)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_file_atomic(path, data)
+            write_atomic(path, data)
 
     def commit(self, attributes: dict) -> None:
         """Write the root metadata with ``complete: true``: the last write of an ingest."""
         self._remove_temporaries()
+        sync_tree(self.path)  # every shard and array metadata on disk before the store says it is complete
         meta_path = os.path.join(self.path, "zarr.json")
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
         meta["attributes"] = {ATTRS_KEY: self._root_attrs(True, attributes)}
-        write_file_atomic(meta_path, json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8"))
+        write_atomic(meta_path, json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8"))
 
     def _remove_temporaries(self) -> None:
         """Delete what interrupted shard writes left (``*.tmp<pid>``), so the finished store holds only its files."""

@@ -29,8 +29,9 @@ import keras
 import numpy as np
 
 from store.errors import OptionError
+from store.files import fsync_dir, fsync_file, write_atomic
 
-from .rundir import atomic_write, check_space, fsync_dir, read_json, write_json
+from .rundir import check_space, read_json, write_json
 
 __all__ = ["Backup", "BackupState", "BackupCallback", "RestoreMetrics", "parse_save_every"]
 
@@ -96,12 +97,12 @@ class Backup:
         serial = self.serial + 1
         weights = self._path(serial, "weights.h5")
         model.save_weights(weights, overwrite=True)
-        _fsync(weights)
+        fsync_file(weights)
         buffer = io.BytesIO()
         arrays = {f"m{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.metrics_variables)}
         arrays |= {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.non_trainable_variables)}
         np.savez(buffer, **arrays)
-        atomic_write(self._path(serial, "metrics.npz"), buffer.getvalue())
+        write_atomic(self._path(serial, "metrics.npz"), buffer.getvalue())
         write_json(os.path.join(self.dir, _STATE), {"epoch": epoch, "step": step, "serial": serial})
         self.serial = serial
         for old in glob.glob(os.path.join(glob.escape(self.dir), "state-*.*")):
@@ -116,14 +117,6 @@ class Backup:
 
 def _number(key: str) -> int:
     return int(key[1:])
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BackupCallback(keras.callbacks.Callback):

@@ -167,7 +167,7 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
 
     from .model import default_model, load_model_function, spec_for
     from .plot import learning_curve_png
-    from .rundir import append_history, check_space, prepare, read_history, write_json
+    from .rundir import append_history, check_space, prepare, read_history, save_model, write_json
 
     if cfg.mixed_precision:
         raise OptionError("--mixed-precision is not supported with multi-worker training (TF_CONFIG) yet")
@@ -219,7 +219,7 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
                         _evaluate(model, val_seq, task, loss_fn, all_reduce).items()}
             if cluster.chief:
                 check_space(cfg.out, model)
-                model.save(os.path.join(cfg.out, "checkpoints", f"epoch_{epoch + 1:03d}.keras"))
+                save_model(model, os.path.join(cfg.out, "checkpoints", f"epoch_{epoch + 1:03d}.keras"))
                 append_history(history_path, row)
             if cfg.verbose:
                 print(f"worker {cluster.index}/{cluster.count} epoch {epoch + 1}/{cfg.epochs} "
@@ -229,7 +229,7 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
         metrics = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")} if val_seq is not None \
             else {k: v for k, v in row.items() if k != "epoch"}
         if cluster.chief:
-            model.save(os.path.join(cfg.out, "model.keras"))
+            save_model(model, os.path.join(cfg.out, "model.keras"))
             write_json(os.path.join(cfg.out, "metrics.json"), metrics)
             learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), read_history(history_path))
         return metrics

@@ -8,6 +8,8 @@ import zlib
 
 import numpy as np
 
+from store.files import write_atomic
+
 __all__ = ["learning_curve_png"]
 
 _COLORS = {"loss": (31, 119, 180), "val_loss": (31, 119, 180), "accuracy": (214, 39, 40),
@@ -51,6 +53,5 @@ def _write_png(path: str, img: np.ndarray) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    write_atomic(path, b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                 + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))

@@ -117,10 +117,12 @@ def train(cfg: RunConfig) -> dict:
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     label, train_seq, val_seq = sequences(cfg)
+    held = None
     try:
         spec = spec_for(train_seq.source)
         model = _build(cfg, spec)
         rundir.prepare(cfg.out, cfg.resume)  # only now: a mistake in the options leaves nothing behind
+        held = rundir.lock(cfg.out)
         resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
                                               "task": dataclasses.asdict(spec.task), "backend": keras.backend.backend(),
                                               "steps_per_execution": model.steps_per_execution}
@@ -129,7 +131,7 @@ def train(cfg: RunConfig) -> dict:
         rundir.write_json(os.path.join(cfg.out, rundir.CONFIG), resolved)
         _fit(cfg, model, train_seq, val_seq, _restore(cfg, model))
         rundir.check_space(cfg.out, model)
-        model.save(os.path.join(cfg.out, "model.keras"))
+        rundir.save_model(model, os.path.join(cfg.out, "model.keras"))
         history = rundir.clean_history(os.path.join(cfg.out, rundir.HISTORY))
         metrics = _final_metrics(model, val_seq, history)
         rundir.write_json(os.path.join(cfg.out, "metrics.json"), metrics)
@@ -141,6 +143,8 @@ def train(cfg: RunConfig) -> dict:
             raise
         raise error from None
     finally:
+        if held is not None:
+            held.release()
         train_seq.close()
         if val_seq is not None:
             val_seq.close()
@@ -279,6 +283,17 @@ class _SpaceCheck(keras.callbacks.Callback):
         rundir.check_space(self.out, self.model)
 
 
+class _Checkpoint(keras.callbacks.Callback):
+    """``checkpoints/epoch_NNN.keras`` at each epoch's end, written whole or not at all (rundir.save_model)."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self.out = out
+
+    def on_epoch_end(self, epoch, logs=None):
+        rundir.save_model(self.model, os.path.join(self.out, "checkpoints", f"epoch_{epoch + 1:03d}.keras"))
+
+
 def _callbacks(cfg: RunConfig, backup: Backup, every: dict, steps: int, skip: int,
                state: BackupState | None) -> list:
     out = cfg.out
@@ -286,7 +301,7 @@ def _callbacks(cfg: RunConfig, backup: Backup, every: dict, steps: int, skip: in
     if state is not None and skip:
         callbacks.append(RestoreMetrics(state.epoch, state.metrics))
     callbacks += [
-        keras.callbacks.ModelCheckpoint(os.path.join(out, "checkpoints", "epoch_{epoch:03d}.keras")),
+        _Checkpoint(out),
         keras.callbacks.CSVLogger(os.path.join(out, rundir.HISTORY), append=True),
     ]
     if importlib.util.find_spec("tensorflow") is not None:  # Keras writes TensorBoard logs through tf.summary

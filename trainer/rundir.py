@@ -18,17 +18,21 @@ import shutil
 import numpy as np
 
 from store.errors import DiskFullError, OptionError, OutputExistsError
+from store.files import publish, write_atomic
+from store.lock import Lock
 
-__all__ = ["CONFIG", "prepare", "check_space", "write_json", "atomic_write", "read_history", "clean_history",
-           "HISTORY"]
+__all__ = ["CONFIG", "HISTORY", "LOCK", "prepare", "lock", "check_space", "write_json", "save_model", "read_json",
+           "read_history", "clean_history", "append_history", "check_resumable"]
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
+LOCK = ".trainer-lock"
+_TMP = ".tmp"
 
 
 def prepare(out: str, resume: bool) -> None:
     """Create the run directory, or check that ``--resume`` points at one of ours."""
-    if os.path.isdir(out) and os.listdir(out):
+    if os.path.isdir(out) and set(os.listdir(out)) - {LOCK}:  # a lock left by a killed run is not a run
         if not resume:
             raise OutputExistsError(f"{out} already holds a run; pass --resume to continue it or choose another "
                                     "--out", path=out)
@@ -54,27 +58,26 @@ def check_space(out: str, model) -> None:
                             "re-run the same command with --resume", path=out)
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``path`` whole or not at all, durably: temporary file, fsync, rename, fsync of the directory."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path) or ".")
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json(path: str, data: dict) -> None:
-    atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode())
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode())
+
+
+def save_model(model, path: str) -> None:
+    """``model.save(path)`` whole or not at all, durably (a checkpoint torn by a crash would be resumed from)."""
+    tmp = f"{path[:-len('.keras')]}{_TMP}{os.getpid()}.keras"  # Keras wants the .keras suffix
+    try:
+        model.save(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    publish(tmp, path)
+
+
+def lock(out: str) -> Lock:
+    """The run directory's lock, held while training: a second ``trainer run --out DIR`` (--resume or not) stops
+    with one line instead of writing the same checkpoints and backups."""
+    return Lock(os.path.join(out, LOCK), f"training into {out}", made_by="trainer").acquire()
 
 
 def read_json(path: str) -> dict:
@@ -127,7 +130,7 @@ def _write_rows(path: str, rows: list[dict]) -> None:
                             lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(path, text.getvalue().encode())
+    write_atomic(path, text.getvalue().encode())
 
 
 def check_resumable(out: str, resolved: dict, keys=("store", "label", "features", "batch_size", "seed")) -> None:

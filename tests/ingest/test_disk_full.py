@@ -8,7 +8,6 @@ import os
 
 import pytest
 
-import store.shard
 from ingest import IngestConfig, ingest as run_ingest
 from store import DiskFullError, open_store, partial_path
 from tools.synth import write_csv
@@ -34,8 +33,7 @@ def test_simulated_enospc_when_writing_shards(tmp_path, quest_csv, monkeypatch):
 
     out = str(tmp_path / "s.zarr")
     with monkeypatch.context() as patch:
-        patch.setattr(store.shard, "write_file_atomic", full)
-        patch.setattr("store.writer.write_file_atomic", full)
+        patch.setattr("store.writer.write_atomic", full)
         with pytest.raises(DiskFullError, match="no space left"):
             run_ingest(IngestConfig([quest_csv], out, workers=1, progress=False))
     assert os.path.isdir(partial_path(out)) and not os.path.exists(out)

@@ -59,6 +59,44 @@ def test_run_writes_the_run_directory(quest_store, tmp_path):
     zarr_out = predict(run_dir, quest_store, str(tmp_path / "p.zarr"), split="train")
     import zarr
     assert zarr.open_array(zarr_out).shape == (split_rows["train"], 1)
+    left = [os.path.join(d, n) for d, _, names in os.walk(run_dir) for n in names if ".tmp" in n or "lock" in n]
+    assert left == []  # no temporary or lock file stays behind
+
+
+def _files(path) -> dict[str, bytes]:
+    return {os.path.relpath(os.path.join(d, n), path): open(os.path.join(d, n), "rb").read()
+            for d, _, names in os.walk(path) for n in names}
+
+
+def test_a_second_run_into_the_same_directory_is_refused_and_touches_nothing(quest_store, tmp_path, capsys):
+    from store.lock import Lock
+    run_dir = str(tmp_path / "run")
+    assert main(["run", quest_store, "--out", run_dir, "--epochs", "1", "--quiet"]) == 0
+    before = _files(run_dir)
+    capsys.readouterr()
+    lock = os.path.join(run_dir, trainer.rundir.LOCK)
+    with Lock(lock, "training", made_by="trainer"):  # the first run, still training
+        assert main(["run", quest_store, "--out", run_dir, "--epochs", "2", "--resume", "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert err == (f"trainer: error: training into {run_dir} is in progress in another process (PID "
+                       f"{os.getpid()}, lock {lock}); wait for it to finish or stop it, then run again\n")
+    assert _files(run_dir) == before
+
+
+def test_a_save_that_fails_leaves_no_torn_checkpoint(quest_store, tmp_path, monkeypatch, capsys):
+    import errno
+
+    def torn(self, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04 half a zip")
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(keras.Model, "save", torn)
+    run_dir = str(tmp_path / "run")
+    assert main(["run", quest_store, "--out", run_dir, "--epochs", "1", "--quiet"]) == 1
+    assert "no space left on device" in capsys.readouterr().err
+    assert os.listdir(os.path.join(run_dir, "checkpoints")) == []
+    assert not os.path.exists(os.path.join(run_dir, "model.keras"))
 
 
 class _Crash(Exception):
@@ -176,7 +214,7 @@ def test_enospc_from_any_write_is_one_line(quest_store, tmp_path, monkeypatch, c
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
-    monkeypatch.setattr(trainer.rundir, "atomic_write", full)
+    monkeypatch.setattr(trainer.rundir, "write_atomic", full)
     assert main(["run", quest_store, "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("trainer: error: no space left on device while writing ") and err.count("\n") == 1

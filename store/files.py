@@ -1,0 +1,90 @@
+"""Durable files: the one way this project publishes what it writes (store shards and metadata, an ingest's work
+files and upload state, a run's checkpoints, backups and JSON files).
+
+A rename alone survives ``kill -9`` but not a power loss: the file system may persist the new name before the data
+it points at, so after a reboot a "published" file can be empty or torn, and an ingest resumed from it would trust
+it. Every publishing step therefore (1) writes under a temporary name, (2) flushes the data to the disk
+(``fsync``), (3) renames it over the final name, and (4) flushes the directory, so the rename itself is on disk.
+A directory published by one rename (a finished store) is flushed whole first (:func:`sync_tree`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+__all__ = ["write_atomic", "publish", "fsync_file", "fsync_dir", "sync_tree", "temporary_name"]
+
+
+def temporary_name(path: str) -> str:
+    """Where ``path`` is written until it is published: unique per process, and recognisable (``.tmp``) so that
+    what a killed writer left can be swept (see ``StoreWriter``)."""
+    return f"{path}.tmp{os.getpid()}"
+
+
+def write_atomic(path: str, data) -> None:
+    """Write ``data`` (bytes-like) to ``path`` whole or not at all, durably (see the module docstring)."""
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    publish(tmp, path, synced=True)
+
+
+def publish(tmp: str, path: str, *, synced: bool = False) -> None:
+    """Rename the finished file or directory ``tmp`` over ``path`` durably: its data is flushed first (unless the
+    caller says it is, ``synced``), then the rename, then the directory that holds ``path``."""
+    if not synced:
+        if os.path.isdir(tmp):
+            sync_tree(tmp)
+        else:
+            fsync_file(tmp)
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a directory's entries (names created, renamed or removed in it). Some file systems refuse ``fsync``
+    on a directory (EINVAL): there is nothing more to do there."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _UNSUPPORTED:
+            raise
+    finally:
+        os.close(fd)
+
+
+def sync_tree(path: str) -> None:
+    """Flush every file and directory under ``path`` (files first, each directory after its contents). Files that
+    were written through :func:`write_atomic` are already clean, and flushing a clean file costs a system call."""
+    for folder, _dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            full = os.path.join(folder, name)
+            if not os.path.islink(full):
+                fsync_file(full)
+        fsync_dir(folder)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+_UNSUPPORTED = {errno.EINVAL, errno.EOPNOTSUPP}

@@ -1,0 +1,69 @@
+"""Durable publishing: data flushed before the rename, the directory after it, nothing left behind on failure."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from store import files
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    """The paths fsync'ed and the renames done, in order."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.realpath(src), os.path.realpath(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def test_write_atomic_flushes_the_file_then_renames_then_flushes_the_directory(tmp_path, syncs):
+    path = str(tmp_path / "a.json")
+    files.write_atomic(path, b"{}")
+    assert open(path, "rb").read() == b"{}"
+    tmp = files.temporary_name(os.path.realpath(path))
+    assert syncs == [("fsync", tmp), ("replace", tmp, os.path.realpath(path)),
+                     ("fsync", os.path.realpath(str(tmp_path)))]
+
+
+def test_publishing_a_directory_flushes_everything_in_it_first(tmp_path, syncs):
+    building = tmp_path / "store.creating"
+    (building / "train" / "c").mkdir(parents=True)
+    (building / "zarr.json").write_text("{}")
+    (building / "train" / "c" / "0").write_bytes(b"x")
+    files.publish(str(building), str(tmp_path / "store"))
+    synced = [e[1] for e in syncs if e[0] == "fsync"]
+    rename = [i for i, e in enumerate(syncs) if e[0] == "replace"]
+    assert len(rename) == 1 and rename[0] == len(syncs) - 2 and syncs[-1] == ("fsync", str(tmp_path))
+    real = os.path.realpath(str(building))
+    assert set(synced[:-1]) == {real, f"{real}/zarr.json", f"{real}/train", f"{real}/train/c", f"{real}/train/c/0"}
+    assert synced.index(f"{real}/train/c/0") < synced.index(f"{real}/train/c") < synced.index(f"{real}/train")
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
+    path = str(tmp_path / "a.bin")
+    with pytest.raises(TypeError):
+        files.write_atomic(path, object())  # not bytes-like: fails inside the write
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_directory_that_cannot_be_flushed_is_accepted(tmp_path, monkeypatch):
+    def refuse(fd):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "fsync", refuse)
+    files.fsync_dir(str(tmp_path))  # some file systems refuse fsync on directories: nothing more to do there
+    with pytest.raises(OSError):
+        files.fsync_file(__file__)  # but a file that cannot be flushed is an error

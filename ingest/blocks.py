@@ -13,6 +13,10 @@ from typing import Iterator
 
 import numpy as np
 
+from store.errors import BadRowError
+
+from .config import MAX_RECORD_BYTES
+from .quotes import last_record_end
 from .sources import SourceFile
 
 __all__ = ["Block", "plan_blocks", "split_records"]
@@ -29,48 +33,101 @@ class Block:
     line: int
 
 
-def plan_blocks(files: list[SourceFile], block_bytes: int) -> Iterator[Block]:
+def plan_blocks(files: list[SourceFile], block_bytes: int, max_record: int = MAX_RECORD_BYTES) -> Iterator[Block]:
     """Every block of every file, in order (a generator: planning overlaps the parsing of earlier blocks).
 
-    Reads each file once in ``block_bytes`` pieces (plain reads, not mmap: mapped pages would count towards the
-    process's resident memory for the whole file).
+    A block ends at the last record end within ``block_bytes`` of its start; when there is none (a record longer than
+    that), at the last one within twice, four times... as much, up to ``max_record``. One forward pass over each
+    file: every byte is read once (plain reads, not mmap: mapped pages would count towards the process's resident
+    memory for the whole file), its quotes counted once and searched for a newline at most once — rescanning from
+    every newline and doubling the read made a quote never closed quadratic (issue 11).
+
+    Raises:
+        BadRowError: no record end within ``max_record`` bytes, naming the file and the line the record starts on
+            (almost always a quote that is never closed), instead of reading the rest of the file as one record.
     """
     index = 0
     for f_index, src in enumerate(files):
         with open(src.path, "rb") as f:
-            pos, line = src.data_start, src.header_lines + 1
-            while pos < src.size:
-                buf, cut = _read_records(f, pos, block_bytes, src.size)
-                yield Block(index, f_index, pos, pos + cut, line)
+            scan = _Scanner(f, src.data_start, src.size)
+            line = src.header_lines + 1
+            while scan.pos < scan.size:
+                start, end = scan.pos, _next_end(scan, block_bytes, max_record)
+                if end is None:
+                    raise _too_long(src.path, line, scan, max_record)
+                yield Block(index, f_index, start, end, line)
                 index += 1
-                line += buf.count(b"\n", 0, cut)
-                pos += cut
+                line += scan.advance(end)
 
 
-def _read_records(f, start: int, block_bytes: int, size: int) -> tuple[bytes, int]:
-    """Bytes read from ``start`` (a record boundary) and the length up to the last record boundary within
-    ``block_bytes``; more if a single record is longer than that; everything left at the end of the file."""
+def _next_end(scan: _Scanner, block_bytes: int, max_record: int) -> int | None:
+    """End of the block starting at ``scan.pos``: the end of the file when it is within reach, else the last record
+    end within ``block_bytes``, doubled while there is none, up to ``max_record`` (None: not even there)."""
     want = block_bytes
     while True:
+        limit = scan.pos + want
+        if limit >= scan.size:
+            return scan.size
+        if limit > scan.known:
+            end = scan.last_end(limit)
+            if end is not None:
+                return end
+        if want >= max_record:
+            return None
+        want = min(2 * want, max_record)
+
+
+class _Scanner:
+    """A window over one file, read forward from the record boundary ``pos``.
+
+    No record ends within ``(pos, known]``, and ``odd`` is the parity of the quotes in ``[pos, known)``: what has
+    been searched is never searched again, what has been read is never read again.
+    """
+
+    def __init__(self, f, start: int, size: int):
         f.seek(start)
-        buf = f.read(want)
-        if start + len(buf) >= size:
-            return buf, len(buf)
-        cut = _last_record_end(buf)
-        if cut is not None:
-            return buf, cut
-        want *= 2
+        self.f, self.size = f, size
+        self.buf = bytearray()  # the file's bytes from ``pos`` on, as far as read
+        self.pos = self.known = start
+        self.odd = False
+
+    def last_end(self, limit: int) -> int | None:
+        """The last record end (offset just past its newline) in ``(known, limit]``, or None; ``known`` = limit."""
+        self._read_to(limit)
+        lo, hi = self.known - self.pos, limit - self.pos
+        odd = self.odd ^ bool(self.buf.count(b'"', lo, hi) & 1)
+        nl = last_record_end(self.buf, lo, hi, odd)
+        # From a record end to ``limit`` the parity is ``odd`` too: the quotes before that newline pair up.
+        self.known, self.odd = limit, odd
+        return None if nl < 0 else self.pos + nl + 1
+
+    def advance(self, end: int) -> int:
+        """Move ``pos`` to ``end`` (a record boundary); returns the newlines passed (for the line numbers)."""
+        n = end - self.pos
+        lines = self.buf.count(b"\n", 0, n)
+        del self.buf[:n]
+        self.pos, self.known = end, max(self.known, end)
+        return lines
+
+    def _read_to(self, end: int) -> None:
+        missing = end - (self.pos + len(self.buf))
+        if missing > 0:
+            data = self.f.read(missing)
+            self.buf += data
+            if len(data) < missing:  # the file shrank since it was listed: what is there is all there is
+                self.size = self.pos + len(self.buf)
 
 
-def _last_record_end(buf: bytes) -> int | None:
-    """Offset just past the last newline outside quotes (the buffer starts at a record boundary), or None."""
-    total = buf.count(b'"')
-    nl = buf.rfind(b"\n")
-    while nl >= 0:
-        if (total - buf.count(b'"', nl)) % 2 == 0:
-            return nl + 1
-        nl = buf.rfind(b"\n", 0, nl)
-    return None
+def _too_long(path: str, line: int, scan: _Scanner, max_record: int) -> BadRowError:
+    mib = f"{max_record >> 20} MiB" if max_record % 2**20 == 0 else f"{max_record:,} bytes"
+    # A newline inside quotes: the field holding it was opened on the record's first line.
+    if scan.buf.find(b"\n", 0, max_record) >= 0:
+        return BadRowError(path, line, None, f"unbalanced quotes: a quote opened on this line is still open {mib} "
+                           f"later (expected a closing quote; one record may span at most {mib})",
+                           'close the quote or remove the stray one; inside a quoted field write a quote as ""')
+    return BadRowError(path, line, None, f"a line longer than {mib}, the most one record may span",
+                       "check that this is a CSV file with one record per line; if its lines end with a bare "
+                       "carriage return (\\r), convert them to \\n")
 
 
 def split_records(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from store.errors import OptionError, StoreError, from_os_error
-from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE
+from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
 from store.schema import KINDS
 
-from .config import IngestConfig, load_schema_file
+from .config import MAX_CHUNK_BYTES, IngestConfig, load_schema_file
 from .pipeline import ingest
 
 __all__ = ["main", "build_parser", "config_from_args"]
@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "store's size")
     p.add_argument("--label", metavar="COL", help="label column (checked against the header)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
-                   help=f"rows per chunk = rows per training batch (default {DEFAULT_BATCH_SIZE})")
+                   help=f"rows per chunk = rows per training batch (default {DEFAULT_BATCH_SIZE}, at most "
+                        f"{MAX_BATCH_SIZE:,}, and a chunk at most {MAX_CHUNK_BYTES >> 20} MiB)")
     split = p.add_mutually_exclusive_group()
     split.add_argument("--val", nargs="+", default=[], metavar="SOURCE",
                        help="separate validation sources (files, folders or globs)")

@@ -8,18 +8,26 @@ import os
 from dataclasses import dataclass, field
 
 from store.errors import OptionError, SchemaError
-from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE
+from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
 from store.location import is_remote
 from store.schema import KINDS
 
-__all__ = ["IngestConfig", "BAD_ROW_POLICIES", "BLOCK_BYTES"]
+__all__ = ["IngestConfig", "BAD_ROW_POLICIES", "BLOCK_BYTES", "MAX_RECORD_BYTES", "MAX_CHUNK_BYTES"]
 
 BAD_ROW_POLICIES = ("error", "skip")
 # Parsing unit. Part of the row identity used by the shuffle (rows are keyed by block and position), so it is a
 # constant of the format, not a tuning knob: changing it changes the shuffled order of a store.
 BLOCK_BYTES = 32 * 2**20
+# Longest record (the header included), and so longest block: a block grows past BLOCK_BYTES only to hold a long
+# record whole. A longer one is refused with one line rather than read into memory: it is almost always a quote
+# that is never closed, which would otherwise make the rest of a 100 GB file one record (issue 11).
+MAX_RECORD_BYTES = 2 * BLOCK_BYTES
 # Shuffle buckets hold about this much CSV each; one bucket is in memory at a time per worker.
 BUCKET_BYTES = 64 * 2**20
+# Largest uncompressed chunk the ingest writes (rows per batch x the widest array's row), checked once the types are
+# known: the writer builds and compresses whole chunks and every loader worker decodes several whole. (Readers
+# accept up to Blosc's 2 GiB limit, store/validation.py; writing stays far below it.)
+MAX_CHUNK_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -86,6 +94,10 @@ class IngestConfig:
             raise OptionError("no SOURCE given; pass CSV files, folders or globs, e.g. `ingest data/*.csv --out s`")
         if self.batch_size < 1:
             raise OptionError(f"--batch-size must be a positive number of rows, got {self.batch_size}")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise OptionError(f"--batch-size {self.batch_size:,} is over the limit of {MAX_BATCH_SIZE:,} rows: a chunk "
+                              "is one training batch, built and read whole in memory (the last one padded to full "
+                              "size); pass a smaller --batch-size (default 1000)")
         if self.val and self.val_fraction is not None:
             raise OptionError("give either --val SOURCE... or --val-fraction F, not both")
         if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:

@@ -83,8 +83,12 @@ class BlockParser:
         return {c: ("Int64" if c in self.nullable else "int64") if self.kinds[c] == "int"
                 else _PANDAS_DTYPES[self.kinds[c]] for c in self.header}
 
-    def parse(self, data: bytes, *, first_line: int) -> Parsed:
-        """All good rows of ``data`` as arrays, and the bad ones (``first_line`` = line of the first record)."""
+    def parse(self, data: bytes, *, first_line: int, stop_at_first: bool = False) -> Parsed:
+        """All good rows of ``data`` as arrays, and the bad ones (``first_line`` = line of the first record).
+
+        ``stop_at_first``: find and diagnose only the first bad row (the rows returned are then incomplete), for the
+        error policy, which reports that row and stops: diagnosing every other one first was wasted work.
+        """
         try:
             return self._parse(data)
         except _Reject:
@@ -92,25 +96,27 @@ class BlockParser:
         starts, ends, lines = split_records(data)
         pieces: list[Parsed] = []
         bad: list[BadRow] = []
-        self._bisect(data, starts, ends, lines + first_line, 0, len(starts), pieces, bad)
+        self._bisect(data, starts, ends, lines + first_line, 0, len(starts), pieces, bad, stop_at_first)
         out = _concat(pieces, len(self.float_cols), len(self.int_cols), len(self.cat_cols))
         out.bad = bad
         return out
 
-    def _bisect(self, data, starts, ends, lines, lo, hi, pieces, bad):
+    def _bisect(self, data, starts, ends, lines, lo, hi, pieces, bad, stop_at_first) -> bool:
+        """Parse records ``lo:hi``, halving failing ranges down to single bad records, in order; True once a bad
+        record is found when ``stop_at_first``."""
         if lo >= hi:
-            return
+            return False
         chunk = data[starts[lo]:ends[hi - 1]]
         try:
             pieces.append(self._parse(chunk, expected_rows=hi - lo))
-            return
+            return False
         except _Reject:
             if hi - lo == 1:
                 bad.append(self._diagnose(chunk, int(lines[lo])))
-                return
+                return stop_at_first
         mid = (lo + hi) // 2
-        self._bisect(data, starts, ends, lines, lo, mid, pieces, bad)
-        self._bisect(data, starts, ends, lines, mid, hi, pieces, bad)
+        return (self._bisect(data, starts, ends, lines, lo, mid, pieces, bad, stop_at_first)
+                or self._bisect(data, starts, ends, lines, mid, hi, pieces, bad, stop_at_first))
 
     def _parse(self, data: bytes, expected_rows: int | None = None) -> Parsed:
         while True:
@@ -194,16 +200,31 @@ class BlockParser:
         if len(fields) != len(self.header):
             return BadRow(line, None, f"expected {len(self.header)} fields, found {len(fields)}",
                           "fix the row's separators/quotes, or pass --on-bad-rows skip --rejects FILE", raw)
-        for name, value in zip(self.header, fields):
-            one = BlockParser([name], {name: self.kinds[name]}, "utf-8")
-            try:
-                one._parse(_quote(value).encode("utf-8"), expected_rows=1)
-            except _Reject:
-                kind = self.kinds[name]
-                return BadRow(line, name, f"expected {kind}, found {value[:60]!r}",
-                              f"declare the column with --dtype {name}={_suggest(value)}, fix the value, or pass "
-                              "--on-bad-rows skip --rejects FILE", raw)
-        return BadRow(line, None, "the CSV parser rejects this row", "check its quotes and separators", raw)
+        column = self._first_bad_column(fields, 0, len(fields))
+        if column is None:
+            return BadRow(line, None, "the CSV parser rejects this row", "check its quotes and separators", raw)
+        name, value = self.header[column], fields[column]
+        return BadRow(line, name, f"expected {self.kinds[name]}, found {value[:60]!r}",
+                      f"declare the column with --dtype {name}={_suggest(value)}, fix the value, or pass "
+                      "--on-bad-rows skip --rejects FILE", raw)
+
+    def _first_bad_column(self, fields: list[str], lo: int, hi: int) -> int | None:
+        """Index of the first of columns ``lo:hi`` whose value does not parse as the column's kind, or None.
+
+        Columns convert independently, so a set of them fails if one does: halving finds the first in about
+        2 log2(columns) parses instead of one per column (150,000 columns: ~35 parses, not 150,000).
+        """
+        names = self.header[lo:hi]
+        part = BlockParser(names, {n: self.kinds[n] for n in names}, "utf-8")
+        try:
+            part._parse(",".join(_quote(v) for v in fields[lo:hi]).encode("utf-8"), expected_rows=1)
+            return None
+        except _Reject:
+            if hi - lo == 1:
+                return lo
+        mid = (lo + hi) // 2
+        found = self._first_bad_column(fields, lo, mid)
+        return found if found is not None else self._first_bad_column(fields, mid, hi)
 
     def _column_at(self, index: int) -> str | None:
         return self.header[index] if 0 <= index < len(self.header) else None

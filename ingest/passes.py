@@ -27,6 +27,7 @@ from .parse import INT_MISSING, BlockParser, Parsed
 from .shuffle import (bucket_of, bucket_permutation, is_validation, read_spill_rows, record_dtype, row_hash,
                       save_array, write_spill)
 from .sources import SourceFile
+from .summary import write_block_rejects
 
 __all__ = ["Context", "set_context", "parse_block", "sort_bucket", "write_shard", "SPLIT_NAMES"]
 
@@ -58,6 +59,10 @@ class Context:
     def spill(self, block: int) -> str:
         return os.path.join(self.work, "spill", f"{block:06d}")
 
+    def rejects(self, block: int) -> str:
+        """File of one block's rejected rows (written before its spill metadata, which marks the block done)."""
+        return self.spill(block) + ".rejects.csv"
+
     def maps(self, column) -> str:
         """File of the categorical code maps of one column (or of their per-block offsets)."""
         return os.path.join(self.work, f"maps.{column}.npy")
@@ -83,12 +88,16 @@ def parse_block(block: Block) -> dict:
     with open(src.path, "rb") as f:
         f.seek(block.start)
         data = f.read(block.end - block.start)
-    parsed = c.parser.parse(data, first_line=block.line)
+    parsed = c.parser.parse(data, first_line=block.line, stop_at_first=c.stop_at_bad_row)
+    # The parent gets counts and the first bad row (for the error policy's message), never the rejected records:
+    # those go to a file per block, concatenated into the rejects file at the end (bounded memory in the parent).
     meta = {"block": block.index, "bytes": block.end - block.start, "rows_read": parsed.rows + len(parsed.bad),
-            "rows": parsed.rows, "vocab": parsed.vocab,
-            "bad": [[src.path, b.line, b.column, b.reason, b.fix, b.raw] for b in parsed.bad]}
+            "rows": parsed.rows, "vocab": parsed.vocab, "rejected": len(parsed.bad),
+            "bad": [[src.path, b.line, b.column, b.reason, b.fix] for b in parsed.bad[:1]]}
     if parsed.bad and c.stop_at_bad_row:
         return meta
+    if parsed.bad:
+        write_block_rejects(c.rejects(block.index), src.path, parsed.bad)
     hashes = row_hash(c.seed, block.index, parsed.rows)
     if src.split == "validation":
         split = np.ones(parsed.rows, np.uint8)

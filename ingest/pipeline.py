@@ -113,7 +113,7 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
     splits = ("train", "validation") if config.val or config.val_fraction else ("train",)
     summary = Summary(ctx.parser, kinds, config.label, metas, splits)
     summary.raise_first_bad_row(config.on_bad_rows)
-    rejects = write_rejects(config.rejects, summary.bad_rows) if config.on_bad_rows == "skip" else None
+    rejects = write_rejects(config.rejects, summary.reject_parts(ctx)) if config.on_bad_rows == "skip" else None
     summary.write_maps(ctx)
     ctx.schema = summary.schema()
     ctx.writer = _writer(config, ctx, summary)

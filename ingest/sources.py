@@ -6,13 +6,15 @@ import csv
 import glob
 import io
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 from store.errors import SourceError
 
-__all__ = ["SourceFile", "resolve_sources", "read_header"]
+from .config import MAX_RECORD_BYTES
+from .quotes import first_record_end
 
-_HEADER_LIMIT = 1 << 20
+__all__ = ["SourceFile", "resolve_sources", "read_header"]
 
 
 @dataclass(frozen=True)
@@ -80,14 +82,19 @@ def read_header(path: str, encoding: str) -> tuple[list[str], int, int]:
     """Column names, the byte offset where data starts, and how many lines the header takes."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_HEADER_LIMIT)
+            head, end = _read_header_record(f, path)
+    except SourceError:  # an OSError too
+        raise
     except OSError as exc:
         raise SourceError(f"{path}: cannot read ({exc.strerror})", path=path) from None
     bom = 3 if head.startswith(b"\xef\xbb\xbf") and encoding.replace("_", "-") in ("utf-8", "utf-8-sig") else 0
-    end = _first_record_end(head, bom)
     if end is None:
         if not head[bom:].strip():
             raise SourceError(f"{path}: file is empty; expected a header row and data", path=path)
+        if b"\n" in head.rstrip(b"\r\n"):
+            raise SourceError(f"{path}:1: unbalanced quotes in the header: a quote opened on line 1 is never closed, "
+                              "so the whole file would be the header; close the quote or remove the stray one",
+                              path=path, line=1)
         end = len(head)  # header without data or without final newline
     try:
         text = head[bom:end].decode(encoding)
@@ -105,7 +112,7 @@ def read_header(path: str, encoding: str) -> tuple[list[str], int, int]:
     names = rows[0] if rows else []
     if not names or any(not n.strip() for n in names):
         raise SourceError(f"{path}:1: header has an empty column name; every column needs a name", path=path, line=1)
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)  # names.count: quadratic in columns
     if dupes:
         raise SourceError(f"{path}:1: duplicate column names {dupes}; rename them", path=path, line=1)
     if end >= os_size(path):
@@ -117,14 +124,25 @@ def os_size(path: str) -> int:
     return os.stat(path).st_size
 
 
-def _first_record_end(buf: bytes, start: int) -> int | None:
-    """Offset just past the first newline outside quotes, or None."""
-    pos, quotes = start, 0
+def _read_header_record(f, path: str) -> tuple[bytearray, int | None]:
+    """The file's first bytes, read until the header record ends (returns its end, just past the newline) or the
+    file does (None). A header longer than MAX_RECORD_BYTES is refused, never cut short: a cut header gave a
+    bogus duplicate name or a silently shorter schema (issue 11)."""
+    head, odd, want = bytearray(), False, 1 << 20
     while True:
-        nl = buf.find(b"\n", pos)
-        if nl < 0:
-            return None
-        quotes += buf.count(b'"', pos, nl)
-        if quotes % 2 == 0:
-            return nl + 1
-        pos = nl + 1
+        want = min(want, MAX_RECORD_BYTES + 1 - len(head))
+        data = f.read(want)
+        searched = len(head)
+        head += data
+        nl, odd = first_record_end(head, searched, len(head), odd)  # the BOM holds no quote or newline
+        if nl >= 0:
+            return head, nl + 1
+        if len(data) < want:
+            return head, None
+        if len(head) > MAX_RECORD_BYTES:
+            mib = f"{MAX_RECORD_BYTES >> 20} MiB"
+            why = ("a quote opened on line 1 is never closed" if b"\n" in head
+                   else f"its first line is longer than {mib}")
+            raise SourceError(f"{path}:1: the header does not end within {mib}, the most one record may span: {why}; "
+                              "check that this is a CSV file whose first line names the columns", path=path, line=1)
+        want *= 2

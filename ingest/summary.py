@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import csv
-import os
+import io
+import shutil
 from collections import Counter
 
 import numpy as np
 
-from store.errors import BadRowError
+from store.errors import BadRowError, OptionError
+from store.files import publish, temporary_name, write_atomic
 from store.layout import chunks_per_shard_for
 from store.location import filesystem, is_remote
 from store.schema import CATEGORY_ARRAY, FLOAT_ARRAY, Column, Schema, narrowest_int
 from store.stats import ColumnStats
 
+from .config import MAX_CHUNK_BYTES
 from .parse import BlockParser
 from .shuffle import save_array
 
-__all__ = ["Summary", "write_rejects"]
+__all__ = ["Summary", "write_rejects", "write_block_rejects"]
 
 
 class Summary:
@@ -27,8 +30,8 @@ class Summary:
                  splits: tuple[str, ...]):
         self.parser, self.kinds, self.label, self.metas = parser, kinds, label, metas
         self.rows_read = sum(m["rows_read"] for m in metas)
-        self.bad_rows = [row for m in metas for row in m["bad"]]
-        self.rows_rejected = len(self.bad_rows)
+        self.first_bad_row = next((m["bad"][0] for m in metas if m["bad"]), None)
+        self.rows_rejected = sum(m["rejected"] for m in metas)
         val = sum(seg[3] for m in metas for seg in m.get("segments", ()))
         stored = sum(m["rows"] for m in metas)
         self.rows = {"train": stored - val} | ({"validation": val} if "validation" in splits else {})
@@ -36,9 +39,13 @@ class Summary:
         self.vocab = self._vocabularies()
 
     def raise_first_bad_row(self, policy: str) -> None:
-        if policy == "error" and self.bad_rows:
-            path, line, column, reason, fix, _raw = self.bad_rows[0]
+        if policy == "error" and self.first_bad_row:
+            path, line, column, reason, fix = self.first_bad_row
             raise BadRowError(path, line, column, reason, fix)
+
+    def reject_parts(self, ctx) -> list[str]:
+        """The files of rejected rows written by the parsing pass (one per block that had some), in block order."""
+        return [ctx.rejects(m["block"]) for m in self.metas if m["rejected"]]
 
     def _merge_stats(self) -> dict[str, dict[str, ColumnStats]]:
         out: dict[str, dict[str, ColumnStats]] = {s: {} for s in self.rows}
@@ -90,7 +97,15 @@ class Summary:
 
     @staticmethod
     def chunks_per_shard(schema: Schema, batch_size: int) -> int:
-        widest = max(len(cols) * schema.array_dtype(a).itemsize for a, cols in schema.arrays.items())
+        """Chunks per shard of the widest array; raises OptionError when one of its chunks would exceed
+        MAX_CHUNK_BYTES."""
+        widest, array = max((len(cols) * schema.array_dtype(a).itemsize, a) for a, cols in schema.arrays.items())
+        if batch_size * widest > MAX_CHUNK_BYTES:
+            raise OptionError(
+                f"--batch-size {batch_size:,} makes chunks of {batch_size * widest / 2**20:,.0f} MiB ({batch_size:,} "
+                f"rows x {len(schema.arrays[array]):,} {array} columns); a chunk is built and read whole in memory, "
+                f"so it is limited to {MAX_CHUNK_BYTES >> 20} MiB: pass --batch-size {MAX_CHUNK_BYTES // widest:,} "
+                "or less")
         return chunks_per_shard_for(batch_size, widest)
 
     def bucket_segments(self) -> dict[int, list[tuple[int, int, int]]]:
@@ -130,22 +145,32 @@ class Summary:
         }
 
 
-def write_rejects(path: str, rows: list[list]) -> str:
-    """Every skipped row: file, line, column, reason, the record's text (a local file, or a URL)."""
+def write_block_rejects(path: str, source: str, bad: list) -> None:
+    """One block's rejected rows (``BadRow``s of file ``source``) as rows of the rejects file, without its header."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    for row in bad:
+        writer.writerow([source, row.line, row.column or "", row.reason, row.raw])
+    write_atomic(path, text.getvalue().encode("utf-8"))
+
+
+def write_rejects(path: str, parts: list[str]) -> str:
+    """The rejects file (a local file, or a URL): a header, then every skipped row — file, line, column, reason,
+    the record's text — copied from the parsing pass's files ``parts`` one at a time (bounded memory)."""
     if is_remote(path):
         fs, target = filesystem(path)
-        with fs.open(target, "w", encoding="utf-8", newline="") as f:
-            _write_rejects_to(f, rows)
+        with fs.open(target, "wb") as f:
+            _copy_rejects(f, parts)
         return path
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        _write_rejects_to(f, rows)
-    os.replace(tmp, path)
+    tmp = temporary_name(path)
+    with open(tmp, "wb") as f:
+        _copy_rejects(f, parts)
+    publish(tmp, path)
     return path
 
 
-def _write_rejects_to(f, rows: list[list]) -> None:
-    writer = csv.writer(f)
-    writer.writerow(["file", "line", "column", "reason", "record"])
-    for src, line, column, reason, _fix, raw in rows:
-        writer.writerow([src, line, column or "", reason, raw])
+def _copy_rejects(f, parts: list[str]) -> None:
+    f.write(b"file,line,column,reason,record\r\n")  # csv.writer's header row, byte for byte
+    for part in parts:
+        with open(part, "rb") as src:
+            shutil.copyfileobj(src, f, 1 << 20)

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ATTRS_KEY", "SPLITS", "COMPRESSIONS", "DEFAULT_BATCH_SIZE",
-           "shard_path", "chunks_per_shard_for", "array_fill_value"]
+           "MAX_BATCH_SIZE", "shard_path", "chunks_per_shard_for", "array_fill_value"]
 
 FORMAT_NAME = "tabular-zarr-store"
 FORMAT_VERSION = 1
@@ -16,6 +16,10 @@ ATTRS_KEY = "tabular_store"
 SPLITS = ("train", "validation")
 COMPRESSIONS = ("lz4", "zstd", "none")
 DEFAULT_BATCH_SIZE = 1000
+# Most rows in one batch (ingest: one chunk; trainer: one training batch). A batch is built whole in memory, the
+# store's last chunk padded to full size, and the loader holds several at once: a batch size meant as a row count
+# of the whole data set failed with a MemoryError traceback (issue 11). 2**20 is far beyond useful batch sizes.
+MAX_BATCH_SIZE = 2**20
 # Shards of about this many uncompressed bytes (widest array): a 100 GB ingest makes a few thousand files.
 SHARD_TARGET_BYTES = 32 * 2**20
 MAX_CHUNKS_PER_SHARD = 1024

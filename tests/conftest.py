@@ -20,6 +20,17 @@ def small_blocks(monkeypatch):
 
 
 @pytest.fixture
+def real_blocks(monkeypatch):
+    """The production block and bucket sizes (what every test without ``small_blocks`` uses), stated and enforced
+    for tests of size-dependent behaviour: planning cost, record and header limits, memory bounds. Returns the
+    block size."""
+    from ingest import config
+    monkeypatch.setattr(ingest.pipeline, "BLOCK_BYTES", config.BLOCK_BYTES)
+    monkeypatch.setattr(ingest.pipeline, "BUCKET_BYTES", config.BUCKET_BYTES)
+    return config.BLOCK_BYTES
+
+
+@pytest.fixture
 def small_disk(tmp_path):
     """``small_disk(size)`` -> a folder on a tmpfs of that size ("600k"); ``small_disk.grow(path, size)`` frees
     space. Skips where tmpfs cannot be mounted (needs root; CI runs as root)."""

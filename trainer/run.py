@@ -17,6 +17,7 @@ import numpy as np
 
 from store import open_store
 from store.errors import OptionError, StoreError
+from store.layout import MAX_BATCH_SIZE
 
 from . import rundir
 from .backup import Backup, BackupCallback, BackupState, RestoreMetrics, parse_save_every
@@ -64,6 +65,10 @@ class RunConfig:
             raise OptionError(f"--learning-rate must be a positive number, got {self.learning_rate}")
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError(f"--batch-size must be a positive number of rows, got {self.batch_size}")
+        if self.batch_size is not None and self.batch_size > MAX_BATCH_SIZE:
+            raise OptionError(f"--batch-size {self.batch_size:,} is over the limit of {MAX_BATCH_SIZE:,} rows: a batch "
+                              "is assembled whole in memory, several at a time by the loader; pass a smaller "
+                              "multiple of the store's chunk rows")
         if not 0 <= self.seed < 2**32:
             raise OptionError(f"--seed must be in [0, 2**32), got {self.seed}")
         if self.steps_per_execution is not None and not 1 <= self.steps_per_execution <= 10_000:

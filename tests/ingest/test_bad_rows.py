@@ -96,3 +96,78 @@ def test_dtype_override_accepts_what_inference_rejected(tmp_path, make_store):
     out, _ = make_store(path, dtypes={"id": "category"})
     assert open_store(out).schema["id"].kind == "category"
     assert pd.read_csv(path, dtype={"id": str})["id"].tolist()[-1] == "abc"
+
+
+def test_error_policy_diagnoses_only_the_first_bad_row(tmp_path, make_store, monkeypatch):
+    """Stop at the first bad row: the 49 after it in the same block are never diagnosed (issue 11)."""
+    import ingest.parse
+    lines = GOOD.splitlines()
+    for line in range(10, 200, 4):
+        lines[line - 1] = f"{line},n1,not a number"
+    path = _csv(tmp_path, "\n".join(lines) + "\n")
+    calls = []
+    diagnose = ingest.parse.BlockParser._diagnose
+    monkeypatch.setattr(ingest.parse.BlockParser, "_diagnose",
+                        lambda self, record, line: calls.append(line) or diagnose(self, record, line))
+    with pytest.raises(BadRowError, match=r":10: column 'score': expected float, found 'not a number'"):
+        make_store(path, dtypes={"id": "int", "name": "category", "score": "float"})
+    assert calls == [10]
+
+
+def test_skipped_rows_go_to_the_rejects_file_not_to_the_parent(tmp_path, make_store, small_blocks, monkeypatch):
+    """What a parsing worker returns holds counts and at most one bad row without its text: the records, a 3 MB one
+    included, are streamed to the rejects file in file order, each with its file and line (issue 11)."""
+    import ingest.passes
+    big = "9,n1," + "x" * 3_000_000
+    lines = GOOD.splitlines()
+    bad_rows = {line: f"{line},n1,bad{line}" for line in range(3, 200, 3)} | {100: big}
+    for line, text in bad_rows.items():
+        lines[line - 1] = text
+    path = _csv(tmp_path, "\n".join(lines) + "\n")
+    metas = []
+    parse_block = ingest.passes.parse_block
+    monkeypatch.setattr(ingest.passes, "parse_block", lambda block: metas.append(parse_block(block)) or metas[-1])
+    rejects = str(tmp_path / "rejects.csv")
+    _, result = make_store(path, on_bad_rows="skip", rejects=rejects, dtypes={"score": "float"})
+    assert result.rows_rejected == len(bad_rows) and result.rows_read == 199
+    assert len(metas) >= 2 and sum(m["rejected"] for m in metas) == len(bad_rows)
+    assert all(len(m["bad"]) <= 1 and len(m["bad"][0] if m["bad"] else []) == 5 for m in metas)
+    assert sum(len(repr(m["bad"])) for m in metas) < 20_000  # the 3 MB record is not in there
+    with open(rejects, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["line"]), r["record"]) for r in rows] == sorted(bad_rows.items())
+    assert all(r["file"] == path for r in rows)
+
+
+def test_a_header_over_1_mib_is_read_whole(tmp_path, make_store):
+    """A header longer than the old 1 MiB read was cut short: a bogus duplicate name or a shorter schema."""
+    from ingest.sources import read_header
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"col{i}" for i in range(150_001)) + "\n" + ",".join(["1"] * 150_001) + "\n")
+    names, data_start, lines = read_header(str(wide), "utf-8")
+    assert len(names) == 150_001 and names[-1] == "col150000" and lines == 1
+    assert data_start == len(",".join(f"col{i}" for i in range(150_001))) + 1
+    names = [f"{i:02d}_" + "n" * 60_000 for i in range(20)]  # 1.2 MB, 20 columns: the whole ingest
+    path = _csv(tmp_path, ",".join(names) + "\n" + ",".join(str(i) for i in range(20)) + "\n", "long.csv")
+    out, _ = make_store(path)
+    assert list(open_store(out).schema.names) == names
+
+
+def test_a_header_that_never_ends_is_refused_in_one_line(tmp_path):
+    from ingest.config import MAX_RECORD_BYTES
+    from ingest.sources import read_header
+    from store import SourceError
+    endless = tmp_path / "endless.csv"
+    endless.write_bytes(b'a,"b\n' + b"1,2\n" * (MAX_RECORD_BYTES // 4 + 1000))
+    try:
+        with pytest.raises(SourceError) as info:
+            read_header(str(endless), "utf-8")
+    finally:
+        endless.unlink()  # 64 MiB; pytest keeps the tmp_path of recent runs
+    assert str(info.value) == (f"{endless}:1: the header does not end within 64 MiB, the most one record may span: "
+                               "a quote opened on line 1 is never closed; check that this is a CSV file whose first "
+                               "line names the columns")
+    short = _csv(tmp_path, 'a,"b\n1,2\n3,4\n', "short.csv")
+    with pytest.raises(SourceError, match=r"short.csv:1: unbalanced quotes in the header: a quote opened on line 1 "
+                                          "is never closed"):
+        read_header(short, "utf-8")

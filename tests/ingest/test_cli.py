@@ -49,6 +49,10 @@ def test_cli_ingests_and_prints_a_summary(quest_csv, tmp_path, capsys):
     (["{csv}", "--encoding", "utf-16"], "not ASCII-compatible"),
     (["{csv}", "--encoding", "klingon"], "unknown --encoding"),
     (["{csv}", "--batch-size", "0"], "--batch-size must be a positive"),
+    (["{csv}", "--batch-size", "1000000000000"], "--batch-size 1,000,000,000,000 is over the limit of 1,048,576 rows"),
+    (["{wide}", "--batch-size", "1000000"], ("makes chunks of 305 MiB (1,000,000 rows x 80 float32 columns); a "
+                                             "chunk is built and read whole in memory, so it is limited to 256 MiB: "
+                                             "pass --batch-size 838,860 or less")),
     (["{csv}", "--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
     (["{csv}", "--workers", "0"], "--workers must be >= 1"),
     (["{csv}", "--seed", "-1"], "--seed must be in"),
@@ -61,7 +65,8 @@ def test_cli_ingests_and_prints_a_summary(quest_csv, tmp_path, capsys):
 def test_user_errors_are_one_line(tmp_path, quest_csv, capsys, argv, message):
     files = {"csv": quest_csv, "tmp": str(tmp_path), "folder": str(tmp_path / "folder")}
     (tmp_path / "folder").mkdir()
-    for name, text in (("empty", ""), ("header_only", "a,b\n"), ("other", "a,b\n1,2\n")):
+    wide = ",".join(f"c{i}" for i in range(80)) + "\n" + ",".join(["0.5"] * 80) + "\n"
+    for name, text in (("empty", ""), ("header_only", "a,b\n"), ("other", "a,b\n1,2\n"), ("wide", wide)):
         files[name] = str(tmp_path / f"{name}.csv")
         (tmp_path / f"{name}.csv").write_text(text)
     argv = [a.format(**files) for a in argv] + ["--out", str(tmp_path / "s.zarr"), "--quiet"]

@@ -11,7 +11,6 @@ import pytest
 from ingest import IngestConfig, ingest as run_ingest
 from ingest.cli import main
 from store import open_store, partial_path
-from store.errors import LockedError
 from store.lock import Lock
 
 OPTIONS = dict(label="clear", batch_size=256, workers=1, progress=False)

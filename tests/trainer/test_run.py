@@ -150,6 +150,8 @@ def _future_store(store: str, tmp_path) -> str:
     (["run", "{store}", "--model", "mlp2"], "expected mlp or MODULE:FUNCTION"),
     (["run", "{store}", "--epochs", "0"], "--epochs must be >= 1"),
     (["run", "{store}", "--batch-size", "0"], "--batch-size must be a positive number"),
+    (["run", "{store}", "--batch-size", "1000000000000"], "--batch-size 1,000,000,000,000 is over the limit of "
+                                                          "1,048,576 rows"),
     (["run", "{store}", "--seed", "-1"], "--seed must be in [0, 2**32)"),
     (["run", "{store}", "--learning-rate", "nan"], "--learning-rate must be a positive number"),
     (["run", "{store}", "--out", "{file}/run"], "Not a directory; check the path"),

@@ -1,7 +1,7 @@
 """The store: a Zarr v3 group of batch-aligned, typed 2-D arrays made once by ``ingest`` (see FORMAT.md)."""
 
-from .errors import (ChunkError, DiskFullError, FormatError, IncompleteStoreError, OptionError, SchemaError,
-                     SourceError, StoreError, BadRowError, OutputExistsError)
+from .errors import (ChunkError, DiskFullError, FormatError, IncompleteStoreError, MetadataError, OptionError,
+                     SchemaError, SourceError, StoreError, BadRowError, OutputExistsError)
 from .layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, FORMAT_NAME, FORMAT_VERSION, SPLITS
 from .reader import Store, open_store, partial_path
 from .schema import KINDS, Column, Schema
@@ -12,5 +12,5 @@ __all__ = [
     "open_store", "Store", "StoreWriter", "Schema", "Column", "ColumnStats", "partial_path",
     "KINDS", "SPLITS", "COMPRESSIONS", "DEFAULT_BATCH_SIZE", "FORMAT_NAME", "FORMAT_VERSION",
     "StoreError", "BadRowError", "SourceError", "SchemaError", "OptionError", "IncompleteStoreError",
-    "FormatError", "ChunkError", "OutputExistsError", "DiskFullError",
+    "FormatError", "MetadataError", "ChunkError", "OutputExistsError", "DiskFullError",
 ]

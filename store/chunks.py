@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import numpy as np
 from .errors import ChunkError
 from .layout import shard_path
 from .location import filesystem, is_remote
-from .shard import EMPTY, ChunkCodec, read_index
+from .shard import EMPTY, ChunkCodec, check_index, read_index
 
 __all__ = ["ArrayReader", "read_chunks"]
 
@@ -224,20 +225,27 @@ class ArrayReader:
         return path, None, index
 
     def _check_index(self, index, data_end: int, shard: int) -> None:
-        if ((index[:, 0] != EMPTY) & (index[:, 0] + index[:, 1] > data_end)).any():
-            raise ChunkError(f"{self.name}: shard {shard} is truncated (its index points past the data); the store "
-                             "is damaged, re-run the ingest", array=self.name, chunk=shard * self.cps)
+        """Every entry within the data, of a size a chunk of this array can take, none overlapping (once per
+        shard: reads then trust the entries, and never read more than one encoded chunk's bytes)."""
+        decoded = self.batch_size * self.columns * self.codec.dtype.itemsize
+        check_index(index, data_end, self.codec.encoded_sizes(decoded), array=self.name, shard=shard,
+                    first_chunk=shard * self.cps)
 
     def _open(self, shard: int):
         path = shard_path(self.store, self.split, self.array, shard)
         if self.remote:
             return self._open_remote(shard, path)
-        try:
-            fd = os.open(os.path.relpath(path, self.store), os.O_RDONLY, dir_fd=self._store_dir())
+        try:  # non-blocking: opening a FIFO put in a shard's place would wait for a writer forever
+            fd = os.open(os.path.relpath(path, self.store), os.O_RDONLY | os.O_NONBLOCK, dir_fd=self._store_dir())
         except FileNotFoundError:
             raise ChunkError(f"{self.name}: shard {shard} ({path}) is missing; the store is damaged, re-run the "
                              "ingest", array=self.name, chunk=shard * self.cps) from None
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ChunkError(f"{self.name}: shard {shard} ({path}) is not a regular file; the store is damaged, "
+                             "re-run the ingest", array=self.name, chunk=shard * self.cps)
+        size = st.st_size
         tail = 16 * self.cps + 4
         if size < tail:
             os.close(fd)

@@ -15,6 +15,7 @@ __all__ = [
     "OptionError",
     "IncompleteStoreError",
     "FormatError",
+    "MetadataError",
     "ChunkError",
     "OutputExistsError",
     "DiskFullError",
@@ -63,6 +64,11 @@ class IncompleteStoreError(StoreError):
 
 class FormatError(StoreError):
     """A path that is not a store of this format, or of a version this code cannot read."""
+
+
+class MetadataError(FormatError):
+    """A store whose metadata is damaged, edited or crafted: a field of the wrong type or range, a name that is not
+    one the format defines, or sizes and lengths that disagree with each other or with the files."""
 
 
 class ChunkError(StoreError):

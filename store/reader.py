@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from .errors import FormatError, IncompleteStoreError, OptionError, SourceError, StoreError
+from .chunks import read_chunks
+from .errors import ChunkError, FormatError, IncompleteStoreError, MetadataError, OptionError, SourceError, StoreError
 from .layout import ATTRS_KEY, FORMAT_NAME, FORMAT_VERSION
 from .location import filesystem, is_remote
 from .schema import Column, Schema
+from .validation import check_store, read_metadata, read_remote_metadata, show_value
 
 __all__ = ["Store", "open_store", "partial_path", "store_identity", "check_unchanged"]
 
@@ -28,6 +30,8 @@ def open_store(path: str | os.PathLike) -> "Store":
     Raises:
         IncompleteStoreError: the ingest was interrupted or is still running.
         FormatError: not a store of this format, or a version this code does not know.
+        MetadataError: a FormatError: metadata of the wrong type or range, or inconsistent with itself, the arrays'
+            metadata or the files (see :mod:`store.validation`); checked here, once, before anything is read.
         SourceError: nothing at ``path``.
 
     Example::
@@ -38,6 +42,7 @@ def open_store(path: str | os.PathLike) -> "Store":
     """
     path = os.fspath(path)
     attrs = _root_attrs(path)
+    check_store(path, attrs)
     return Store(path, attrs)
 
 
@@ -65,7 +70,7 @@ def _read_root(path: str) -> bytes | None:
     if is_remote(path):
         fs, root = filesystem(path)
         try:
-            return fs.cat_file(f"{root}/zarr.json")
+            return read_remote_metadata(fs, f"{root}/zarr.json", f"{path}/zarr.json")
         except FileNotFoundError:
             if fs.exists(root) and fs.ls(root):
                 # the root metadata is uploaded last: objects without it are an unfinished or interrupted ingest
@@ -73,11 +78,7 @@ def _read_root(path: str) -> bytes | None:
                                            "same ingest command with --resume", path=path) from None
             raise SourceError(f"{path}: no such store; create it with `ingest SOURCE --out {path}`",
                               path=path) from None
-    meta_path = os.path.join(path, "zarr.json")
-    if not os.path.exists(meta_path):
-        return None
-    with open(meta_path, "rb") as f:
-        return f.read()
+    return read_metadata(os.path.join(path, "zarr.json"))  # None when absent; never blocks on a FIFO
 
 
 def _root_attrs(path: str) -> dict:
@@ -99,16 +100,21 @@ def _root_attrs(path: str) -> dict:
         raise FormatError(f"{path}: not a Zarr v3 store (no zarr.json); expected a store made by `ingest`", path=path)
     try:
         attrs = json.loads(raw).get("attributes", {}).get(ATTRS_KEY)
-    except (ValueError, AttributeError) as exc:
+    except (ValueError, AttributeError, RecursionError) as exc:
         raise FormatError(f"{meta_path}: unreadable metadata ({exc}); the store is damaged, re-run the ingest",
                           path=path) from None
     if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:
         raise FormatError(f"{path}: a Zarr group but not a {FORMAT_NAME} (attribute {ATTRS_KEY!r} missing); "
                           "expected a store made by `ingest`", path=path)
-    if attrs.get("version") != FORMAT_VERSION:
-        raise FormatError(f"{path}: {FORMAT_NAME} version {attrs.get('version')!r}, this code reads version "
+    version = attrs.get("version")
+    if type(version) is not int or version != FORMAT_VERSION:  # not true, not 1.0
+        raise FormatError(f"{path}: {FORMAT_NAME} version {show_value(version)}, this code reads version "
                           f"{FORMAT_VERSION}; install the matching version of this package", path=path)
-    if not attrs.get("complete"):
+    complete = attrs.get("complete", False)
+    if not isinstance(complete, bool):
+        raise MetadataError(f"{path}: complete is {show_value(complete)}, expected true or false; the store's "
+                            "metadata is damaged or was edited; re-create the store with ingest", path=path)
+    if not complete:
         raise IncompleteStoreError(f"{path}: the store is incomplete (its ingest was interrupted); re-run the "
                                    "ingest with --resume, or with --overwrite to start over", path=path)
     return attrs
@@ -155,7 +161,9 @@ class Store:
                            identity=self.identity)
 
     def array(self, split: str, name: str) -> zarr.Array:
-        """The zarr-python array ``split/name`` (opened once, cached)."""
+        """The zarr-python array ``split/name`` (opened once, cached), for use with the Zarr ecosystem. Its reads are
+        zarr-python's own: they do not check a chunk's decoded size before decompressing it, as :meth:`read_frame`
+        and :meth:`chunk_reader` do, so do not use it on stores you do not trust."""
         key = (split, name)
         if key not in self._arrays:
             self.check_split(split)
@@ -171,26 +179,44 @@ class Store:
         (None when missing).
         """
         self.check_split(split)
+        if start < 0:
+            raise OptionError(f"{self.path}: read_frame start {start} is negative; rows are numbered from 0",
+                              path=self.path)
         stop = self.rows[split] if stop is None else min(stop, self.rows[split])
         wanted = [self.schema[c] for c in (columns if columns is not None else self.schema.names)]
-        blocks = {}
         try:
-            for name in {c.array for c in wanted}:
-                blocks[name] = self.array(split, name)[start:stop] if stop > start else \
-                    np.empty((0, len(self.schema.arrays[name])), self.schema.array_dtype(name))
-        except FileNotFoundError:
-            check_unchanged(self.path, self.identity)
+            blocks = {name: self._rows(split, name, start, stop) for name in dict.fromkeys(c.array for c in wanted)}
+        except StoreError:
+            check_unchanged(self.path, self.identity)  # a store replaced meanwhile says so
             raise
         check_unchanged(self.path, self.identity)  # every value above came from the store that was opened
         data = {c.name: self._values(c, blocks[c.array][:, c.index], split) for c in wanted}
         return pd.DataFrame(data, index=pd.RangeIndex(start, max(start, stop)))
 
+    def _rows(self, split: str, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of one array through the checked chunk reader (sizes checked before decoding)."""
+        if stop <= start:
+            return np.empty((0, len(self.schema.arrays[name])), self.schema.array_dtype(name))
+        reader, batch = self.chunk_reader(split, name), self.batch_size
+        first = start // batch
+        try:
+            block = np.concatenate(list(read_chunks([(reader, k) for k in range(first, -(-stop // batch))])))
+        finally:
+            reader.close()
+        return block[start - first * batch:stop - first * batch]
+
     def _values(self, col: Column, raw: np.ndarray, split: str):
         if col.kind == "float":
             return raw
         if col.kind == "category":
-            vocab = np.array([None, *col.vocabulary], dtype=object)
-            return vocab[raw.astype(np.int64)]
+            codes = raw.astype(np.int64)
+            if codes.size and (codes.min() < 0 or codes.max() > len(col.vocabulary)):
+                bad = codes.min() if codes.min() < 0 else codes.max()
+                raise ChunkError(f"{self.path}: {split}/{col.array}: column {col.name!r} holds code {bad}, outside its "
+                                 f"vocabulary of {len(col.vocabulary)} values (codes 0..{len(col.vocabulary)}); the "
+                                 "store is damaged, re-create it with ingest", path=self.path,
+                                 array=f"{split}/{col.array}", column=col.name)
+            return np.array([None, *col.vocabulary], dtype=object)[codes]
         missing = raw == col.missing_value
         values = raw.astype(np.int64)
         if col.kind == "datetime":

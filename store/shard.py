@@ -21,7 +21,7 @@ from numcodecs import blosc
 
 from .errors import ChunkError
 
-__all__ = ["ChunkCodec", "encode_shard", "read_index", "EMPTY"]
+__all__ = ["ChunkCodec", "encode_shard", "read_index", "check_index", "EMPTY"]
 
 EMPTY = np.uint64(2**64 - 1)
 _CRC = struct.Struct("<I")
@@ -39,6 +39,11 @@ class ChunkCodec:
             self._smallest = 20
             self._blosc = numcodecs.Blosc(cname=compression, clevel=5 if compression == "lz4" else 3,
                                           shuffle=numcodecs.Blosc.SHUFFLE)
+
+    def encoded_sizes(self, decoded: int) -> tuple[int, int]:
+        """(fewest, most) bytes an encoded chunk of ``decoded`` bytes can take: Blosc adds at most its 16-byte
+        header to incompressible data, and every chunk ends with its 4-byte checksum."""
+        return (self._smallest, decoded + 20) if self._blosc is not None else (decoded + 4, decoded + 4)
 
     def encode(self, chunk: np.ndarray) -> bytes:
         raw = np.ascontiguousarray(chunk, dtype=self.dtype)
@@ -67,13 +72,23 @@ class ChunkCodec:
         if self._blosc is None:
             decoded = body
         else:
-            # Blosc header: version, versionlz, flags, typesize, then nbytes (uint32 LE) of the decoded data
+            # Blosc header: version, versionlz, flags, typesize, then nbytes (uint32 LE) of the decoded data,
+            # blocksize, cbytes (the compressed size, header included). Both sizes are checked before decompressing:
+            # a larger nbytes would be allocated, a cbytes past the buffer crashes c-blosc (a segfault, found by
+            # fuzzing with valid checksums)
             claimed = int.from_bytes(data[4:8], "little")
             if claimed != expected:
                 raise ChunkError(f"{array}: chunk {chunk} claims {claimed} decoded bytes, expected {expected}; the "
                                  "store is damaged, re-run the ingest", array=array, chunk=chunk)
-            # the module function (Blosc.decode adds ~1.3 µs per call), into `out` when given
-            decoded = blosc.decompress(body) if out is None else blosc.decompress(body, out)  # len(out) == expected
+            if int.from_bytes(data[12:16], "little") != size - 4:
+                raise ChunkError(f"{array}: chunk {chunk} claims {int.from_bytes(data[12:16], 'little')} compressed "
+                                 f"bytes, holds {size - 4}; the store is damaged, re-run the ingest",
+                                 array=array, chunk=chunk)
+            try:  # the module function (Blosc.decode adds ~1.3 µs per call), into `out` when given
+                decoded = blosc.decompress(body) if out is None else blosc.decompress(body, out)  # len(out) == expected
+            except (RuntimeError, ValueError) as exc:
+                raise ChunkError(f"{array}: chunk {chunk} does not decompress ({exc}); the store is damaged, re-run "
+                                 "the ingest", array=array, chunk=chunk) from None
         if len(decoded) != expected:
             raise ChunkError(f"{array}: chunk {chunk} decodes to {len(decoded)} bytes, expected {expected}"
                              "; the store is damaged, re-run the ingest", array=array, chunk=chunk)
@@ -111,3 +126,43 @@ def read_index(tail: bytes, chunks_per_shard: int, *, array: str = "", shard: in
         raise ChunkError(f"{array}: shard {shard} index fails its CRC32C checksum; the store is damaged, "
                          "re-run the ingest", array=array, chunk=shard)
     return np.frombuffer(body, dtype="<u8").reshape(chunks_per_shard, 2)
+
+
+def check_index(index: np.ndarray, data_end: int, sizes: tuple[int, int], *, array: str, shard: int,
+                first_chunk: int) -> None:
+    """Refuse (ChunkError naming array, shard and chunk) a verified index whose entries the file cannot hold.
+
+    Each entry is the empty marker (both halves 2^64-1: a chunk that was never written) or ``(offset, nbytes)``
+    with ``sizes[0] <= nbytes <= sizes[1]`` (see :meth:`ChunkCodec.encoded_sizes`) inside the data region
+    ``[0, data_end)`` before the index, overlapping no other chunk. Compared without sums that could wrap around
+    2^64; run once when a shard is opened, so reads can trust every entry."""
+    offsets, nbytes = index[:, 0], index[:, 1]
+    empty = offsets == EMPTY
+    present = ~empty
+    end = np.uint64(data_end)
+    room = end - np.minimum(offsets, end)  # bytes from the offset to the index: no wrap-around
+    bad = (empty != (nbytes == EMPTY)) | (present & ((offsets > end) | (nbytes > room) | (nbytes < sizes[0])
+                                                     | (nbytes > sizes[1])))
+    if bad.any():
+        i = int(np.argmax(bad))
+        offset, size = int(offsets[i]), int(nbytes[i])
+        if empty[i] or size == int(EMPTY):
+            reason = "is half an empty-chunk marker (both halves must be 2^64-1)"
+        elif offset + size > data_end:
+            reason = f"points past the data ({data_end} bytes before the index): the shard is truncated or damaged"
+        else:
+            reason = f"gives a size outside the {sizes[0]}..{sizes[1]} bytes a chunk of this array takes"
+        _index_error(array, shard, first_chunk + i, offset, size, reason)
+    where = np.flatnonzero(present)
+    order = where[np.argsort(offsets[where], kind="stable")]
+    starts = offsets[order]
+    clash = np.flatnonzero(starts[1:] < starts[:-1] + nbytes[order[:-1]])  # sums <= data_end: no wrap
+    if clash.size:
+        a, b = int(order[clash[0]]), int(order[clash[0] + 1])
+        _index_error(array, shard, first_chunk + b, int(offsets[b]), int(nbytes[b]),
+                     f"overlaps chunk {first_chunk + a} (offset {int(offsets[a])}, {int(nbytes[a])} bytes)")
+
+
+def _index_error(array: str, shard: int, chunk: int, offset: int, size: int, reason: str):
+    raise ChunkError(f"{array}: shard {shard}: the index entry of chunk {chunk} (offset {offset}, {size} bytes) "
+                     f"{reason}; the store is damaged, re-run the ingest", array=array, chunk=chunk)

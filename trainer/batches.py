@@ -24,7 +24,8 @@ import numpy as np
 
 from store import open_store
 from store.chunks import read_chunks
-from store.errors import OptionError, SchemaError, StoreError
+from store.errors import ChunkError, OptionError, SchemaError, StoreError
+from store.layout import MAX_BATCH_SIZE
 
 from .task import Task, task_for
 
@@ -102,6 +103,10 @@ class BatchSource:
         # a split with unlabelled rows gets sample weights (0 for those rows) in every batch, a fixed structure
         self.has_weight = self.label is not None and bool(split_stats.get(self.label.name, {}).get("missing", 1))
         self.readers = {a: store.chunk_reader(split, a) for a in self._routes}
+        # stored values the model would index with: categorical codes (0..vocabulary size) and class labels;
+        # checked once per chunk and process (see _check_values)
+        self._code_limits = np.array([len(c.vocabulary) for c in self.categorical], np.uint32)
+        self._checked = np.zeros(self.chunks, bool)
         self._local = threading.local()
         # Decode large chunks into reusable buffers (each is copied into the window at once): in a TensorFlow
         # process every allocation above 128 KB is mmap'd and page-faulted (TF's GeneratorDataset sets
@@ -124,6 +129,10 @@ class BatchSource:
             raise OptionError(f"batch size {batch_size} is not a multiple of the store's chunk rows "
                               f"({self.chunk_rows}); use {self.chunk_rows} x k, or re-ingest with --batch-size "
                               f"{batch_size}")
+        if batch_size > MAX_BATCH_SIZE:
+            raise OptionError(f"batch size {batch_size:,} is over the limit of {MAX_BATCH_SIZE:,} rows: a batch is "
+                              "assembled whole in memory, several at a time by the loader; use a smaller multiple of "
+                              f"the store's chunk rows ({self.chunk_rows})")
         return batch_size
 
     def _check_features(self, names: list[str], label: str | None) -> None:
@@ -240,8 +249,11 @@ class BatchSource:
                     targets[r.output][rows, r.target] = data[:, r.source]
         if "numeric" in targets:
             self._fill_missing(targets["numeric"])
+        y = self.task.targets(self.label, targets["label"][:, 0]) if self.label is not None else None
+        if not self._checked[chunks].all():
+            self._check_values(targets, y[0] if y is not None else None, chunks, starts)
         if self.label is not None:
-            y, missing = self.task.targets(self.label, targets["label"][:, 0])
+            y, missing = y
             targets["y"] = y
             if "weight" in out:
                 targets["weight"] = np.logical_not(missing).astype(np.float32)
@@ -263,6 +275,32 @@ class BatchSource:
             data_of = read_chunks([(self.readers[a], k) for a in arrays for k in chunks])
             return [(a, (next(data_of) for _ in chunks)) for a in arrays]
         return [(a, self.readers[a].chunks_of(chunks, transient=self.reuse_buffers)) for a in arrays]
+
+    def _check_values(self, targets: dict, y: np.ndarray | None, chunks: list[int], starts: list[int]) -> None:
+        """Refuse (ChunkError naming the array and chunk) a categorical code outside its column's vocabulary or a
+        class label outside the task's classes: a damaged or edited store would otherwise index past an embedding
+        or the output layer (an error on CPU, silently zeros on GPU). Once per chunk: ~1 µs per batch."""
+        checks = []
+        if "categorical" in targets:
+            checks.append((targets["categorical"], self._code_limits, self.categorical))
+        if self.label is not None and self.label.kind == "category":
+            checks.append((targets["label"], np.array([len(self.label.vocabulary)], np.uint64), [self.label]))
+        if y is not None and self.task.kind == "multiclass":
+            checks.append((y[:, None], np.array([self.task.classes - 1], np.uint32), [self.label]))
+        for values, limits, columns in checks:
+            unsigned = values.view(values.dtype.str.replace("i", "u"))  # a negative value becomes a large one
+            if unsigned.size and unsigned.max() > limits.min() and (_column_max(unsigned) > limits).any():
+                row = int(np.flatnonzero((unsigned > limits).any(axis=1))[0])
+                j = int(np.flatnonzero(unsigned[row] > limits)[0])
+                col, value = columns[j], int(values[row, j])
+                chunk = chunks[int(np.searchsorted(starts, row, side="right")) - 1]
+                what = f"code {value}, outside its vocabulary of {len(col.vocabulary)} values" \
+                    if col.kind == "category" else f"{value}, outside the {self.task.classes} classes its train " \
+                    "statistics give"
+                raise ChunkError(f"{self.path}: {self.split}/{col.array}: chunk {chunk}: column {col.name!r} holds "
+                                 f"{what}; the store is damaged or was edited, re-create it with ingest",
+                                 path=self.path, array=f"{self.split}/{col.array}", chunk=chunk, column=col.name)
+        self._checked[chunks] = True
 
     def _staging(self) -> dict[str, np.ndarray]:
         """This thread's reusable staging matrices for one window (allocated once per thread)."""
@@ -303,6 +341,15 @@ class BatchSource:
     def close(self) -> None:
         for reader in self.readers.values():
             reader.close()
+
+
+def _column_max(values: np.ndarray, fold: int = 64) -> np.ndarray:
+    """Per-column maximum of a C-ordered ``[n, k]`` matrix. numpy's axis-0 reduction runs a k-long inner loop per
+    row (~10x slower for a few columns), so ``fold`` rows at a time are first reduced as one long row."""
+    n, k = values.shape
+    full = n // fold * fold
+    top = values[:full].reshape(-1, fold * k).max(axis=0, initial=0).reshape(fold, k).max(axis=0)
+    return np.maximum(top, values[full:].max(axis=0, initial=0))
 
 
 def _check_shard(shard, chunks: int, split: str) -> tuple[int, int]:

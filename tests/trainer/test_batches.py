@@ -104,6 +104,8 @@ def test_feature_subset_and_categorical_codes(tasks_store):
 def test_bad_arguments_are_clear(tasks_store):
     with pytest.raises(OptionError, match="batch size 75 is not a multiple of the store's chunk rows \\(50\\)"):
         BatchSource(tasks_store, label="x", batch_size=75)
+    with pytest.raises(OptionError, match="batch size 1,048,600 is over the limit of 1,048,576 rows"):
+        BatchSource(tasks_store, label="x", batch_size=1_048_600)
     with pytest.raises(SchemaError, match="unknown column 'nope'"):
         BatchSource(tasks_store, label="nope")
     with pytest.raises(SchemaError, match="unknown column 'zz'"):

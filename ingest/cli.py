@@ -15,6 +15,7 @@ from store.schema import KINDS
 
 from .config import MAX_CHUNK_BYTES, IngestConfig, load_schema_file
 from .pipeline import ingest
+from .vocabulary import DEFAULT_MAX_CATEGORIES
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", metavar="PATH", help='JSON file of column types: {"col": "category", ...}')
     p.add_argument("--sample-rows", type=int, default=10_000, metavar="N",
                    help="leading rows used to infer column types (default 10000)")
+    p.add_argument("--max-categories", type=int, default=DEFAULT_MAX_CATEGORIES, metavar="N",
+                   help="a text column with more distinct values than N (ids, UUIDs) is stored hashed into N buckets "
+                        f"instead of with a vocabulary (default {DEFAULT_MAX_CATEGORIES:,}; never the label)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store (only when complete)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted ingest of the same command")
     p.add_argument("--dask", metavar="ADDRESS",
@@ -88,8 +92,8 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         sources=args.sources, out=args.out, label=args.label, batch_size=args.batch_size, val=args.val,
         val_fraction=args.val_fraction, shuffle=args.shuffle, seed=args.seed, workers=args.workers,
         compression=args.compression, on_bad_rows=args.on_bad_rows, rejects=args.rejects, encoding=args.encoding,
-        dtypes=dtypes, sample_rows=args.sample_rows, overwrite=args.overwrite, resume=args.resume,
-        progress=not args.quiet, dask=args.dask, work=args.work)
+        dtypes=dtypes, sample_rows=args.sample_rows, max_categories=args.max_categories, overwrite=args.overwrite,
+        resume=args.resume, progress=not args.quiet, dask=args.dask, work=args.work)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,11 @@ import os
 from dataclasses import dataclass, field
 
 from store.errors import OptionError, SchemaError
-from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
+from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_CATEGORIES
 from store.location import is_remote
 from store.schema import KINDS
+
+from .vocabulary import DEFAULT_MAX_CATEGORIES
 
 __all__ = ["IngestConfig", "BAD_ROW_POLICIES", "BLOCK_BYTES", "MAX_RECORD_BYTES", "MAX_CHUNK_BYTES"]
 
@@ -50,6 +52,9 @@ class IngestConfig:
         rejects: CSV file receiving every skipped row with its file and line (default ``OUT.rejects.csv``).
         encoding: text encoding of the sources (ASCII-compatible, e.g. utf-8, cp932, latin-1).
         dtypes: column -> kind (float, int, bool, datetime, category), overriding inference.
+        max_categories: a text column with more distinct values than this is stored hashed into this many buckets
+            (codes 1..N, no vocabulary; FORMAT.md) instead of with a vocabulary, which keeps the ingest's memory and
+            the store's metadata bounded; the label column is never hashed.
         sample_rows: leading rows used to infer column types.
         overwrite: replace an existing store.
         resume: continue an interrupted ingest of the same sources and options.
@@ -75,6 +80,7 @@ class IngestConfig:
     rejects: str | None = None
     encoding: str = "utf-8"
     dtypes: dict[str, str] = field(default_factory=dict)
+    max_categories: int = DEFAULT_MAX_CATEGORIES
     sample_rows: int = 10_000
     overwrite: bool = False
     resume: bool = False
@@ -110,6 +116,9 @@ class IngestConfig:
             raise OptionError(f"unknown --compression {self.compression!r}; expected one of {', '.join(COMPRESSIONS)}")
         if self.on_bad_rows not in BAD_ROW_POLICIES:
             raise OptionError(f"unknown --on-bad-rows {self.on_bad_rows!r}; expected error or skip")
+        if not 1 <= self.max_categories <= MAX_CATEGORIES:
+            raise OptionError(f"--max-categories must be between 1 and {MAX_CATEGORIES:,} (codes are stored "
+                              f"as int32), got {self.max_categories}")
         if self.sample_rows < 1:
             raise OptionError(f"--sample-rows must be >= 1, got {self.sample_rows}")
         if self.seed < 0 or self.seed >= 2**63:
@@ -136,7 +145,7 @@ class IngestConfig:
     def content_options(self) -> dict:
         """The options that determine the store's content (resume checks they did not change)."""
         keys = ("label", "batch_size", "val_fraction", "shuffle", "seed", "compression", "on_bad_rows",
-                "encoding", "dtypes", "sample_rows")
+                "encoding", "dtypes", "sample_rows", "max_categories")
         return {k: getattr(self, k) for k in keys} | {"block_bytes": BLOCK_BYTES, "bucket_bytes": BUCKET_BYTES}
 
 

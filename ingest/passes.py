@@ -28,6 +28,7 @@ from .shuffle import (bucket_of, bucket_permutation, is_validation, read_spill_r
                       save_array, write_spill)
 from .sources import SourceFile
 from .summary import write_block_rejects
+from .vocabulary import write_block as write_block_vocabulary
 
 __all__ = ["Context", "set_context", "parse_block", "sort_bucket", "write_shard", "SPLIT_NAMES"]
 
@@ -63,6 +64,9 @@ class Context:
         """File of one block's rejected rows (written before its spill metadata, which marks the block done)."""
         return self.spill(block) + ".rejects.csv"
 
+    def vocabulary(self, block: int) -> str:
+        return self.spill(block) + ".vocab.npz"
+
     def maps(self, column) -> str:
         """File of the categorical code maps of one column (or of their per-block offsets)."""
         return os.path.join(self.work, f"maps.{column}.npy")
@@ -92,7 +96,7 @@ def parse_block(block: Block) -> dict:
     # The parent gets counts and the first bad row (for the error policy's message), never the rejected records:
     # those go to a file per block, concatenated into the rejects file at the end (bounded memory in the parent).
     meta = {"block": block.index, "bytes": block.end - block.start, "rows_read": parsed.rows + len(parsed.bad),
-            "rows": parsed.rows, "vocab": parsed.vocab, "rejected": len(parsed.bad),
+            "rows": parsed.rows, "rejected": len(parsed.bad),
             "bad": [[src.path, b.line, b.column, b.reason, b.fix] for b in parsed.bad[:1]]}
     if parsed.bad and c.stop_at_bad_row:
         return meta
@@ -106,8 +110,8 @@ def parse_block(block: Block) -> dict:
     else:
         split = np.zeros(parsed.rows, np.uint8)
     buckets = bucket_of(hashes, c.n_buckets) if c.shuffle else np.full(parsed.rows, block.index, np.uint64)
-    meta["counts"] = [np.bincount(col[col >= 0], minlength=len(v)).tolist()
-                      for col, v in zip(parsed.codes.T, parsed.vocab)]
+    counts = [np.bincount(col[col >= 0], minlength=len(v)) for col, v in zip(parsed.codes.T, parsed.vocab)]
+    write_block_vocabulary(c.vocabulary(block.index), parsed.vocab, counts)  # on disk, not in the parent's memory
     meta["stats"] = _block_stats(c.parser, parsed, split)
     records = np.empty(parsed.rows, c.dtype)
     records["split"] = split

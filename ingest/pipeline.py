@@ -114,7 +114,7 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
     summary = Summary(ctx.parser, kinds, config.label, metas, splits)
     summary.raise_first_bad_row(config.on_bad_rows)
     rejects = write_rejects(config.rejects, summary.reject_parts(ctx)) if config.on_bad_rows == "skip" else None
-    summary.write_maps(ctx)
+    summary.merge_vocabularies(ctx, config.max_categories)
     ctx.schema = summary.schema()
     ctx.writer = _writer(config, ctx, summary)
     _sort_pass(config, ctx, summary)

@@ -18,7 +18,7 @@ from store.stats import ColumnStats
 
 from .config import MAX_CHUNK_BYTES
 from .parse import BlockParser
-from .shuffle import save_array
+from .vocabulary import Vocabulary, merge, write_maps
 
 __all__ = ["Summary", "write_rejects", "write_block_rejects"]
 
@@ -36,7 +36,7 @@ class Summary:
         stored = sum(m["rows"] for m in metas)
         self.rows = {"train": stored - val} | ({"validation": val} if "validation" in splits else {})
         self.stats = self._merge_stats()
-        self.vocab = self._vocabularies()
+        self.vocab: list[Vocabulary] = []  # per categorical column, once merge_vocabularies has run
 
     def raise_first_bad_row(self, policy: str) -> None:
         if policy == "error" and self.first_bad_row:
@@ -56,27 +56,14 @@ class Summary:
                     out[split][col] = merged.merge(ColumnStats.from_state(state))
         return out
 
-    def _vocabularies(self) -> list[list[str]]:
-        """Per categorical column: values by decreasing count over the whole input, ties by value."""
-        vocab = []
-        for j in range(len(self.parser.cat_cols)):
-            counts: Counter = Counter()
-            for meta in self.metas:
-                for value, n in zip(meta["vocab"][j], meta.get("counts", [[]] * (j + 1))[j]):
-                    counts[value] += n
-            vocab.append(sorted(counts, key=lambda v: (-counts[v], v)))
-        return vocab
-
-    def write_maps(self, ctx) -> None:
-        """Per categorical column, every block's map local code + 1 -> global code (0 = missing), concatenated in
-        block order into one file, with each block's offset: one file a column, not one a block and column."""
-        codes = [{v: i + 1 for i, v in enumerate(vocab)} for vocab in self.vocab]
-        offsets = np.zeros((len(self.vocab), len(self.metas) + 1), dtype=np.int64)
-        for j in range(len(self.vocab)):
-            maps = [np.array([0] + [codes[j][v] for v in meta["vocab"][j]], dtype=np.int32) for meta in self.metas]
-            offsets[j, 1:] = np.cumsum([len(m) for m in maps])
-            save_array(ctx.maps(j), np.concatenate(maps) if maps else np.zeros(0, np.int32))
-        save_array(ctx.maps("offsets"), offsets)
+    def merge_vocabularies(self, ctx, max_categories: int) -> None:
+        """Merge the blocks' vocabularies (ingest.vocabulary: one column and one block at a time) and write each
+        block's code maps for the shuffle pass."""
+        blocks = [meta["block"] for meta in self.metas]
+        cat_cols = self.parser.cat_cols
+        label = {cat_cols.index(self.label)} if self.label in cat_cols else set()
+        self.vocab = merge(ctx.vocabulary, blocks, len(cat_cols), max_categories, never_hash=label)
+        write_maps(ctx.vocabulary, blocks, self.vocab, ctx.maps)
 
     def schema(self) -> Schema:
         columns, index = [], Counter()
@@ -90,8 +77,8 @@ class Summary:
                 lo = [s[name].min for s in self.stats.values() if name in s and s[name].min is not None]
                 hi = [s[name].max for s in self.stats.values() if name in s and s[name].max is not None]
                 array = narrowest_int(min(lo) if lo else None, max(hi) if hi else None)
-            vocab = tuple(self.vocab[self.parser.cat_cols.index(name)]) if kind == "category" else None
-            columns.append(Column(name, kind, array, index[array], vocab))
+            vocab = self.vocab[self.parser.cat_cols.index(name)] if kind == "category" else Vocabulary(None)
+            columns.append(Column(name, kind, array, index[array], vocab.values, vocab.hash_buckets))
             index[array] += 1
         return Schema(tuple(columns), self.label)
 

@@ -7,11 +7,12 @@ import os
 
 import numpy as np
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ATTRS_KEY", "SPLITS", "COMPRESSIONS", "DEFAULT_BATCH_SIZE",
-           "MAX_BATCH_SIZE", "shard_path", "chunks_per_shard_for", "array_fill_value"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "READABLE_VERSIONS", "ATTRS_KEY", "SPLITS", "COMPRESSIONS",
+           "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "MAX_CATEGORIES", "shard_path", "chunks_per_shard_for", "array_fill_value"]
 
 FORMAT_NAME = "tabular-zarr-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: vocabularies are arrays of the store, columns may be hashed (FORMAT.md)
+READABLE_VERSIONS = (1, 2)
 ATTRS_KEY = "tabular_store"
 SPLITS = ("train", "validation")
 COMPRESSIONS = ("lz4", "zstd", "none")
@@ -20,6 +21,9 @@ DEFAULT_BATCH_SIZE = 1000
 # store's last chunk padded to full size, and the loader holds several at once: a batch size meant as a row count
 # of the whole data set failed with a MemoryError traceback (issue 11). 2**20 is far beyond useful batch sizes.
 MAX_BATCH_SIZE = 2**20
+# Most codes of a categorical column (vocabulary size or hash buckets): codes 0..N fit an int32 (the ingest's spill
+# records and the code maps use int32).
+MAX_CATEGORIES = 2**31 - 2
 # Shards of about this many uncompressed bytes (widest array): a 100 GB ingest makes a few thousand files.
 SHARD_TARGET_BYTES = 32 * 2**20
 MAX_CHUNKS_PER_SHARD = 1024

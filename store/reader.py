@@ -10,8 +10,9 @@ import pandas as pd
 import zarr
 
 from .chunks import read_chunks
-from .errors import ChunkError, FormatError, IncompleteStoreError, MetadataError, OptionError, SourceError, StoreError
-from .layout import ATTRS_KEY, FORMAT_NAME, FORMAT_VERSION
+from .errors import (ChunkError, FormatError, IncompleteStoreError, MetadataError, OptionError, SourceError,
+                     StoreError)
+from .layout import ATTRS_KEY, FORMAT_NAME, READABLE_VERSIONS
 from .location import filesystem, is_remote
 from .schema import Column, Schema
 from .validation import check_store, read_metadata, read_remote_metadata, show_value
@@ -107,9 +108,10 @@ def _root_attrs(path: str) -> dict:
         raise FormatError(f"{path}: a Zarr group but not a {FORMAT_NAME} (attribute {ATTRS_KEY!r} missing); "
                           "expected a store made by `ingest`", path=path)
     version = attrs.get("version")
-    if type(version) is not int or version != FORMAT_VERSION:  # not true, not 1.0
-        raise FormatError(f"{path}: {FORMAT_NAME} version {show_value(version)}, this code reads version "
-                          f"{FORMAT_VERSION}; install the matching version of this package", path=path)
+    if type(version) is not int or version not in READABLE_VERSIONS:  # not true, not 1.0
+        raise FormatError(f"{path}: {FORMAT_NAME} version {show_value(version)}, this code reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}; install the matching version of this package",
+                          path=path)
     complete = attrs.get("complete", False)
     if not isinstance(complete, bool):
         raise MetadataError(f"{path}: complete is {show_value(complete)}, expected true or false; the store's "
@@ -127,7 +129,7 @@ class Store:
         self.path = path
         self.identity = store_identity(path)
         self.attrs = attrs
-        self.schema = Schema.from_json(attrs["schema"])
+        self.schema = Schema.from_json(attrs["schema"], path)
         self.batch_size = int(attrs["batch_size"])
         self.chunks_per_shard = int(attrs["chunks_per_shard"])
         self.compression = attrs["compression"]
@@ -210,12 +212,15 @@ class Store:
             return raw
         if col.kind == "category":
             codes = raw.astype(np.int64)
-            if codes.size and (codes.min() < 0 or codes.max() > len(col.vocabulary)):
+            if codes.size and (codes.min() < 0 or codes.max() > col.categories):
                 bad = codes.min() if codes.min() < 0 else codes.max()
+                what = f"vocabulary of {col.categories} values" if col.vocabulary is not None else \
+                    f"{col.categories} hash buckets"
                 raise ChunkError(f"{self.path}: {split}/{col.array}: column {col.name!r} holds code {bad}, outside its "
-                                 f"vocabulary of {len(col.vocabulary)} values (codes 0..{len(col.vocabulary)}); the "
-                                 "store is damaged, re-create it with ingest", path=self.path,
-                                 array=f"{split}/{col.array}", column=col.name)
+                                 f"{what} (codes 0..{col.categories}); the store is damaged, re-create it with "
+                                 "ingest", path=self.path, array=f"{split}/{col.array}", column=col.name)
+            if col.vocabulary is None:  # hashed: the bucket numbers are all the store has
+                return pd.arrays.IntegerArray(codes, codes == 0)
             return np.array([None, *col.vocabulary], dtype=object)[codes]
         missing = raw == col.missing_value
         values = raw.astype(np.int64)

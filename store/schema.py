@@ -8,11 +8,14 @@ Kinds (see FORMAT.md):
 - ``bool``     like ``int`` (values 0/1, in the ``int8`` array).
 - ``datetime`` like ``int``: nanoseconds since 1970-01-01T00:00:00 UTC (int64).
 - ``category`` int codes in the ``categorical`` array: 0 is missing, ``i + 1`` is ``vocabulary[i]``; the
-               vocabulary is ordered by decreasing frequency in the whole input, ties by value.
+               vocabulary is ordered by decreasing frequency in the whole input, ties by value. A column with
+               more distinct values than the ingest's ``--max-categories`` is hashed instead: codes
+               ``1..hash_buckets`` (:mod:`store.vocabulary`), no vocabulary.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,7 +58,15 @@ class Column:
     kind: str
     array: str
     index: int
-    vocabulary: tuple[str, ...] | None = None
+    vocabulary: Sequence[str] | None = None  # a tuple, or a StoredVocabulary read on first use
+    hash_buckets: int | None = None
+
+    @property
+    def categories(self) -> int:
+        """How many codes besides 0 (missing) a category column has: its vocabulary's size, or its hash buckets."""
+        if self.vocabulary is not None:
+            return len(self.vocabulary)
+        return self.hash_buckets or 0
 
     @property
     def missing_value(self) -> int | float | None:
@@ -70,18 +81,28 @@ class Column:
         out = {"name": self.name, "kind": self.kind, "array": self.array, "index": self.index}
         if self.kind == "datetime":
             out["unit"] = "ns"
-        if self.vocabulary is not None:
-            out["vocabulary"] = list(self.vocabulary)
+        if self.vocabulary is not None:  # the values themselves are arrays of the store (store.vocabulary)
+            out["vocabulary_size"] = len(self.vocabulary)
+        if self.hash_buckets is not None:
+            out["hash_buckets"] = self.hash_buckets
         return out
 
     @classmethod
-    def from_json(cls, data: dict) -> "Column":
+    def from_json(cls, data: dict, store: str | None = None) -> "Column":
+        """A column of a version-2 store's metadata (its vocabulary read lazily from ``store``), or of version 1
+        (its vocabulary inline)."""
         if data.get("kind") not in KINDS:
             raise SchemaError(f"column {data.get('name')!r} has unknown kind {data.get('kind')!r}; "
                               f"this reader knows {', '.join(KINDS)}: upgrade the reader")
         vocab = data.get("vocabulary")
-        return cls(data["name"], data["kind"], data["array"], int(data["index"]),
-                   tuple(vocab) if vocab is not None else None)
+        if vocab is not None:
+            vocab = tuple(vocab)
+        elif data.get("vocabulary_size") is not None:
+            from .vocabulary import StoredVocabulary
+            vocab = StoredVocabulary(store or "", int(data["index"]), int(data["vocabulary_size"]), data["name"])
+        buckets = data.get("hash_buckets")
+        return cls(data["name"], data["kind"], data["array"], int(data["index"]), vocab,
+                   int(buckets) if buckets is not None else None)
 
 
 @dataclass(frozen=True)
@@ -110,7 +131,7 @@ class Schema:
     def array_dtype(self, array: str) -> np.dtype:
         """Stored dtype of one array (its name, except for the categorical codes)."""
         if array == CATEGORY_ARRAY:
-            return np.dtype(code_dtype(max(len(c.vocabulary or ()) for c in self.arrays[array])))
+            return np.dtype(code_dtype(max(c.categories for c in self.arrays[array])))
         return np.dtype(array)
 
     def __getitem__(self, name: str) -> Column:
@@ -127,5 +148,5 @@ class Schema:
         return {"label": self.label, "columns": [c.to_json() for c in self.columns]}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Schema":
-        return cls(tuple(Column.from_json(c) for c in data["columns"]), data.get("label"))
+    def from_json(cls, data: dict, store: str | None = None) -> "Schema":
+        return cls(tuple(Column.from_json(c, store) for c in data["columns"]), data.get("label"))

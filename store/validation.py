@@ -19,16 +19,18 @@ import os
 import stat
 
 from .errors import MetadataError
-from .layout import COMPRESSIONS, MAX_BATCH_SIZE, MAX_CHUNKS_PER_SHARD, SPLITS, array_fill_value
+from .layout import (COMPRESSIONS, MAX_BATCH_SIZE, MAX_CATEGORIES, MAX_CHUNKS_PER_SHARD, SPLITS,
+                     array_fill_value)
 from .location import filesystem, is_remote
 from .schema import CATEGORY_ARRAY, FLOAT_ARRAY, INT_DTYPES, KINDS, Schema
 
 __all__ = ["check_store", "read_metadata", "read_remote_metadata", "show_value", "MAX_METADATA_BYTES",
            "MAX_CHUNK_BYTES", "MAX_CHUNKS"]
 
-MAX_METADATA_BYTES = 256 * 2**20  # one zarr.json; the root one holds the vocabularies
+MAX_METADATA_BYTES = 256 * 2**20  # one zarr.json; a version-1 root holds the vocabularies
 MAX_CHUNK_BYTES = 2**31 - 1 - 16  # one decoded chunk: the most a Blosc buffer holds
 MAX_CHUNKS = 2**31  # chunks of one split (2e12 rows at the default batch size): bounds the per-epoch permutation
+MAX_VOCABULARY_BYTES = 2**36  # one vocabulary's UTF-8 bytes (64 GiB): read only to turn codes into strings
 ARRAYS_OF_KIND = {"float": (FLOAT_ARRAY,), "category": (CATEGORY_ARRAY,), "int": INT_DTYPES, "bool": INT_DTYPES,
                   "datetime": INT_DTYPES}
 _FIX = "the store's metadata is damaged or was edited; re-create the store with ingest"
@@ -75,7 +77,7 @@ def check_store(path: str, attrs: dict) -> None:
     batch = ck.integer(attrs, "batch_size", 1, MAX_BATCH_SIZE)
     cps = ck.integer(attrs, "chunks_per_shard", 1, MAX_CHUNKS_PER_SHARD)
     compression = ck.choice(attrs, "compression", COMPRESSIONS)
-    schema = _check_schema(ck, ck.get(attrs, "schema", dict))
+    schema = _check_schema(ck, ck.get(attrs, "schema", dict), attrs["version"], path)
     rows = _check_splits(ck, ck.get(attrs, "splits", dict), batch)
     for name, columns in schema.arrays.items():
         chunk_bytes = batch * len(columns) * schema.array_dtype(name).itemsize
@@ -151,7 +153,7 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
-def _check_schema(ck: _Fields, data: dict) -> Schema:
+def _check_schema(ck: _Fields, data: dict, version: int, path: str) -> Schema:
     columns = ck.get(data, "columns", list, "schema.columns")
     if not columns:
         ck.fail("schema.columns", columns, "at least one column")
@@ -168,11 +170,7 @@ def _check_schema(ck: _Fields, data: dict) -> Schema:
         kind = ck.choice(col, "kind", KINDS, f"{where}.kind")
         array = ck.choice(col, "array", ARRAYS_OF_KIND[kind], f"{where}.array")
         indices.setdefault(array, []).append(ck.integer(col, "index", 0, len(columns) - 1, f"{where}.index"))
-        vocab = ck.get(col, "vocabulary", list, f"{where}.vocabulary", optional=kind != "category")
-        if kind != "category" and vocab is not None:
-            ck.fail(f"{where}.vocabulary", vocab, f"none for a column of kind {kind}")
-        if vocab is not None and (not all(isinstance(v, str) for v in vocab) or len(set(vocab)) != len(vocab)):
-            ck.fail(f"{where}.vocabulary", vocab, "a list of distinct strings")
+        _check_categories(ck, col, where, kind, version)
         if kind == "datetime" and col.get("unit", _MISSING) != "ns":
             ck.fail(f"{where}.unit", col.get("unit", _MISSING), '"ns"')
     for array, got in indices.items():
@@ -181,7 +179,29 @@ def _check_schema(ck: _Fields, data: dict) -> Schema:
     label = ck.get(data, "label", str, "schema.label", optional=True)
     if label is not None and label not in names:
         ck.fail("schema.label", label, "null or the name of a column")
-    return Schema.from_json(data)
+    return Schema.from_json(data, path)
+
+
+def _check_categories(ck: _Fields, col: dict, where: str, kind: str, version: int) -> None:
+    """Version 1: a category column's vocabulary inline (distinct strings). Version 2: its ``vocabulary_size`` (the
+    values are arrays, checked in _check_layout and when read) or its ``hash_buckets``, exactly one of them."""
+    fields = ("vocabulary",) if version == 1 else ("vocabulary_size", "hash_buckets")
+    for key in ("vocabulary", "vocabulary_size", "hash_buckets"):
+        if key in col and (kind != "category" or key not in fields):
+            ck.fail(f"{where}.{key}", col[key], f"absent in a column of kind {kind} (format version {version})")
+    if kind != "category":
+        return
+    if version == 1:
+        vocab = ck.get(col, "vocabulary", list, f"{where}.vocabulary")
+        if not all(isinstance(v, str) for v in vocab) or len(set(vocab)) != len(vocab):
+            ck.fail(f"{where}.vocabulary", vocab, "a list of distinct strings")
+        return
+    if ("vocabulary_size" in col) == ("hash_buckets" in col):
+        ck.fail(f"{where}", "both" if "hash_buckets" in col else "neither", "vocabulary_size or hash_buckets")
+    if "vocabulary_size" in col:
+        ck.integer(col, "vocabulary_size", 0, MAX_CATEGORIES, f"{where}.vocabulary_size")
+    else:
+        ck.integer(col, "hash_buckets", 1, MAX_CATEGORIES, f"{where}.hash_buckets")
 
 
 def _check_splits(ck: _Fields, splits: dict, batch: int) -> dict[str, int]:
@@ -297,6 +317,24 @@ def _check_layout(ck: _Fields, files: _Files, schema: Schema, rows: dict[str, in
             meta = files.json(rel)
             _match(ck, rel, meta, _array_metadata(schema, name, n, batch, cps, compression))
             _check_codecs(ck, rel, meta)
+    for col in schema.arrays.get(CATEGORY_ARRAY, ()):
+        if not isinstance(col.vocabulary, (list, tuple)) and col.vocabulary is not None:  # stored (version 2)
+            _check_vocabulary(ck, files, col.index, len(col.vocabulary))
+
+
+def _check_vocabulary(ck: _Fields, files: "_Files", index: int, size: int) -> None:
+    """The vocabulary's two arrays have the shapes and types its size says (the offsets themselves are checked
+    when the values are read: store.vocabulary)."""
+    rel = f"vocabulary/{index}/offsets/zarr.json"
+    _match(ck, rel, files.json(rel), {"zarr_format": 3, "node_type": "array", "shape": [size + 1],
+                                      "data_type": "int64"})
+    rel = f"vocabulary/{index}/utf8/zarr.json"
+    meta = files.json(rel)
+    _match(ck, rel, meta, {"zarr_format": 3, "node_type": "array", "data_type": "uint8"})
+    shape = meta.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 1 and type(shape[0]) is int
+            and 0 <= shape[0] <= MAX_VOCABULARY_BYTES):
+        ck.fail(f"{rel} shape", shape, f"[n] with n from 0 to {MAX_VOCABULARY_BYTES}")
 
 
 def _array_metadata(schema: Schema, name: str, rows: int, batch: int, cps: int, compression: str) -> dict:

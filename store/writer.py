@@ -18,9 +18,10 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .layout import ATTRS_KEY, COMPRESSIONS, FORMAT_NAME, FORMAT_VERSION, array_fill_value, shard_path
 from .errors import OptionError
-from .schema import Schema
+from .schema import CATEGORY_ARRAY, Schema
 from .files import publish, sync_tree, write_atomic
 from .shard import ChunkCodec, encode_shard
+from .vocabulary import write_vocabulary
 
 __all__ = ["StoreWriter"]
 
@@ -91,6 +92,9 @@ class StoreWriter:
                     compressors=self._compressors(), fill_value=array_fill_value(name),
                     dimension_names=["row", f"{name}_column"],
                     attributes={"columns": [c.name for c in columns]})
+        for col in self.schema.arrays.get(CATEGORY_ARRAY, ()):
+            if col.vocabulary is not None:
+                write_vocabulary(root, col.index, col.vocabulary, self._compressors())
 
     def _compressors(self):
         if self.compression == "none":

@@ -38,6 +38,8 @@ def describe(path: str) -> dict:
                  "statistics": {s: store.statistics.get(s, {}).get(col.name) for s in store.splits}}
         if col.vocabulary is not None:
             entry["vocabulary_size"] = len(col.vocabulary)
+        if col.hash_buckets is not None:
+            entry["hash_buckets"] = col.hash_buckets
         columns.append(entry)
     return {
         "path": path, "format": attrs["format"], "version": attrs["version"], "complete": attrs["complete"],
@@ -101,8 +103,14 @@ def _text(d: dict) -> str:
         st = c["statistics"].get("train") or {}
         lines.append(f"{c['name'][:20]:<20} {c['kind']:<9} {c['array'] + '[' + str(c['index']) + ']':<15} "
                      f"{st.get('missing', ''):>9} {_num(st.get('mean')):>12} {_num(st.get('std')):>12} "
-                     f"{_num(st.get('min')):>14} {_num(st.get('max')):>14} {c.get('vocabulary_size', '')}")
+                     f"{_num(st.get('min')):>14} {_num(st.get('max')):>14} {_vocab(c)}")
     return "\n".join(lines)
+
+
+def _vocab(column: dict) -> str:
+    if "hash_buckets" in column:
+        return f"hashed into {column['hash_buckets']:,}"
+    return f"{column['vocabulary_size']:,}" if "vocabulary_size" in column else ""
 
 
 def _num(x) -> str:

@@ -26,7 +26,7 @@ class ModelSpec:
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
-    vocabulary_sizes: tuple[int, ...]  # per categorical column; codes run 0..size (0 = missing)
+    vocabulary_sizes: tuple[int, ...]  # per categorical column; codes run 0..size (0 = missing; hash buckets too)
     means: tuple[float, ...]  # per numeric column, train split
     stds: tuple[float, ...]
     task: Task
@@ -40,7 +40,7 @@ def spec_for(source) -> ModelSpec:
 
     return ModelSpec(
         numeric=tuple(c.name for c in source.numeric), categorical=tuple(c.name for c in source.categorical),
-        vocabulary_sizes=tuple(len(c.vocabulary or ()) for c in source.categorical),
+        vocabulary_sizes=tuple(c.categories for c in source.categorical),
         means=tuple(stat(c, "mean", 0.0) for c in source.numeric),
         stds=tuple(stat(c, "std", 1.0) or 1.0 for c in source.numeric), task=source.task)
 

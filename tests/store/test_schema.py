@@ -11,10 +11,19 @@ from store.schema import code_dtype, narrowest_int
 
 
 def test_schema_json_round_trip():
-    schema = Schema((Column("a", "float", "float32", 0), Column("c", "category", "categorical", 0, ("x", "y"))),
-                    label="a")
-    again = Schema.from_json(schema.to_json())
-    assert again == schema and again["c"].vocabulary == ("x", "y") and again.label == "a"
+    schema = Schema((Column("a", "float", "float32", 0), Column("c", "category", "categorical", 0, ("x", "y")),
+                     Column("id", "category", "categorical", 1, None, hash_buckets=1000)), label="a")
+    data = schema.to_json()
+    assert data["columns"][1] == {"name": "c", "kind": "category", "array": "categorical", "index": 0,
+                                  "vocabulary_size": 2}  # the values are arrays of the store (version 2)
+    assert data["columns"][2]["hash_buckets"] == 1000 and "vocabulary_size" not in data["columns"][2]
+    again = Schema.from_json(data, "s.zarr")
+    assert again.label == "a" and [c.categories for c in again.columns] == [0, 2, 1000]
+    assert len(again["c"].vocabulary) == 2 and again["c"].vocabulary.store == "s.zarr"  # not read until used
+    assert again.array_dtype("categorical") == np.int16  # codes up to 1000
+    version1 = dict(data["columns"][1], vocabulary=["x", "y"])
+    del version1["vocabulary_size"]
+    assert Column.from_json(version1).vocabulary == ("x", "y")
     with pytest.raises(SchemaError, match="unknown kind 'complex'"):
         Column.from_json({"name": "z", "kind": "complex", "array": "x", "index": 0})
 

@@ -20,7 +20,7 @@ def store(quest_csv, make_store):
 def test_describe_text_and_json(store, capsys):
     assert main([store]) == 0
     text = capsys.readouterr().out
-    assert "tabular-zarr-store v1, complete" in text and "read 3,000 = stored 3,000 + rejected 0" in text
+    assert "tabular-zarr-store v2, complete" in text and "read 3,000 = stored 3,000 + rejected 0" in text
     assert "quest_name" in text and "x the source CSV" in text
     assert main([store, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

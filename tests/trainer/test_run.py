@@ -155,7 +155,7 @@ def _future_store(store: str, tmp_path) -> str:
     (["run", "{store}", "--seed", "-1"], "--seed must be in [0, 2**32)"),
     (["run", "{store}", "--learning-rate", "nan"], "--learning-rate must be a positive number"),
     (["run", "{store}", "--out", "{file}/run"], "Not a directory; check the path"),
-    (["run", "{future}"], "version 99, this code reads version 1"),
+    (["run", "{future}"], "version 99, this code reads versions 1, 2"),
     (["run", "{missing}"], "no such store"),
     (["evaluate", "{tmp}", "{store}"], "not a finished run"),
 ])
@@ -262,3 +262,24 @@ def test_predict_and_resume_never_replace_what_is_not_theirs(quest_store, tmp_pa
     err = capsys.readouterr().err
     assert "is not a run directory of this tool" in err and err.count("\n") == 1
     assert sorted(os.listdir(folder)) == ["a.jpg"]
+
+
+def test_a_hashed_column_trains_evaluates_and_predicts(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from ingest import IngestConfig, ingest
+    rng = np.random.default_rng(0)
+    n = 2000
+    pd.DataFrame({"user": [f"u{i}" for i in rng.integers(0, 500, n)], "x": rng.standard_normal(n),
+                  "won": rng.choice(["yes", "no"], n)}).to_csv(tmp_path / "log.csv", index=False)
+    store = str(tmp_path / "s.zarr")
+    ingest(IngestConfig([str(tmp_path / "log.csv")], store, label="won", max_categories=64, val_fraction=0.2,
+                        batch_size=100, workers=1, progress=False))
+    assert open_store(store).schema["user"].hash_buckets == 64
+    run_dir = str(tmp_path / "run")
+    metrics = train(RunConfig(store, run_dir, epochs=1, verbose=0))
+    assert json.load(open(os.path.join(run_dir, "config.json")))["task"]["kind"] == "binary"
+    assert evaluate(run_dir, store)["accuracy"] == pytest.approx(metrics["accuracy"])
+    rows = list(csv.reader(open(predict(run_dir, store, str(tmp_path / "p.csv")))))
+    assert len(rows) == 1 + open_store(store).rows["validation"]

@@ -1,0 +1,91 @@
+"""Categorical vocabularies across blocks, in memory bounded by ``--max-categories`` whatever the input.
+
+Each block's parser finds the block's own distinct values; the worker writes them beside the block's spill file
+(values, counts and 64-bit hashes: :func:`write_block`) instead of sending them to the parent. The parent then
+merges one column and one block at a time (:func:`merge`): a column whose distinct values pass
+``max_categories`` stops being counted (its memory is freed at once) and becomes a hashed column; the others get
+the full vocabulary, ordered by decreasing count, ties by value. Finally every block gets a map from its local
+codes to the store's codes (:func:`write_maps`), which the shuffle pass applies.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from store.files import write_atomic
+from store.vocabulary import hashed_codes, pack, unpack, value_hashes
+
+from .shuffle import save_array
+
+__all__ = ["Vocabulary", "write_block", "merge", "write_maps", "DEFAULT_MAX_CATEGORIES"]
+
+# Above this many distinct values a column is hashed into this many buckets: 10**6 values keep the merge under
+# ~200 MB and an embedding table of the default model under 128 MB, and ids (users, sessions, UUIDs), the usual
+# cause of more, carry little that a listed vocabulary would add.
+DEFAULT_MAX_CATEGORIES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The outcome for one categorical column: its ``values`` (listed), or ``hash_buckets`` (hashed)."""
+
+    values: tuple[str, ...] | None
+    hash_buckets: int | None = None
+
+
+def write_block(path: str, vocab: list[list[str]], counts: list[np.ndarray]) -> None:
+    """Save one block's local vocabularies (column ``j``: values ``o{j}``/``u{j}``, counts ``n{j}``, hashes
+    ``h{j}``), durably: the block's metadata, written after it, marks the block done."""
+    arrays = {}
+    for j, (values, n) in enumerate(zip(vocab, counts)):
+        offsets, utf8 = pack(values)
+        arrays |= {f"o{j}": offsets, f"u{j}": utf8, f"n{j}": np.asarray(n, np.int64), f"h{j}": value_hashes(values)}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getbuffer())
+
+
+def merge(block_file: Callable[[int], str], blocks: list[int], columns: int, max_categories: int,
+          never_hash: set[int] = frozenset()) -> list[Vocabulary]:
+    """Merge the blocks' vocabularies column by column (``block_file(b)``: the file of block ``b``). Columns in
+    ``never_hash`` (the label) are always listed."""
+    out = []
+    for j in range(columns):
+        counts: Counter = Counter()
+        hashed = False
+        for b in blocks:
+            with np.load(block_file(b)) as data:
+                counts.update(dict(zip(unpack(data[f"o{j}"], data[f"u{j}"]), data[f"n{j}"].tolist())))
+            if len(counts) > max_categories and j not in never_hash:
+                hashed = True
+                break
+        if hashed:
+            out.append(Vocabulary(None, max_categories))
+        else:
+            out.append(Vocabulary(tuple(sorted(counts, key=lambda v: (-counts[v], v)))))
+    return out
+
+
+def write_maps(block_file: Callable[[int], str], blocks: list[int], vocabularies: list[Vocabulary],
+               map_file: Callable[[int | str], str]) -> None:
+    """Per column, every block's map local code + 1 -> store code (0 = missing), concatenated in block order into
+    one file, with each block's offset: one file a column, not one a block and column."""
+    offsets = np.zeros((len(vocabularies), len(blocks) + 1), dtype=np.int64)
+    for j, vocab in enumerate(vocabularies):
+        codes = {v: i + 1 for i, v in enumerate(vocab.values)} if vocab.values is not None else None
+        maps = []
+        for b in blocks:
+            with np.load(block_file(b)) as data:
+                if codes is None:
+                    local = hashed_codes(data[f"h{j}"], vocab.hash_buckets)
+                else:
+                    local = np.array([codes[v] for v in unpack(data[f"o{j}"], data[f"u{j}"])], dtype=np.int64)
+            maps.append(np.concatenate([[0], local]).astype(np.int32))  # codes < 2**31: IngestConfig's bound
+        offsets[j, 1:] = np.cumsum([len(m) for m in maps])
+        save_array(map_file(j), np.concatenate(maps) if maps else np.zeros(0, np.int32))
+    save_array(map_file("offsets"), offsets)

@@ -20,7 +20,7 @@ from store.location import filesystem
 
 __all__ = ["default_work_dir", "remote_state", "upload_store", "UPLOAD_MARKER"]
 
-_STORE_NAMES = {"zarr.json", "train", "validation"}
+_STORE_NAMES = {"zarr.json", "train", "validation", "vocabulary"}  # a store's top level (FORMAT.md)
 # Uploaded first and removed last: marks a prefix holding an upload of ours that has not finished. Only such a
 # prefix, or a complete store of this format with nothing else beside it, is ever deleted by --overwrite.
 UPLOAD_MARKER = ".ingest-upload"
@@ -78,7 +78,7 @@ def upload_store(built: str, url: str) -> None:
     if state != "absent":
         if fs.exists(f"{root}/zarr.json"):
             fs.rm_file(f"{root}/zarr.json")  # from now on readers see an incomplete store, not the old one
-        for name in ("train", "validation"):
+        for name in sorted(_STORE_NAMES - {"zarr.json"}):
             if fs.exists(f"{root}/{name}"):
                 fs.rm(f"{root}/{name}", recursive=True)
     for folder, _, files in os.walk(built):

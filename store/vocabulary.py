@@ -73,10 +73,10 @@ class StoredVocabulary(Sequence):
     def __iter__(self):
         return iter(self.values())
 
-    def __eq__(self, other) -> bool:
-        if isinstance(other, StoredVocabulary):
-            return (self.store, self.index, self.size) == (other.store, other.index, other.size)
-        return isinstance(other, (list, tuple)) and list(self) == list(other)
+    def __eq__(self, other) -> bool:  # the same values, wherever they are stored (reads both)
+        if not isinstance(other, (StoredVocabulary, list, tuple)):
+            return NotImplemented
+        return len(self) == len(other) and list(self) == list(other)
 
     __hash__ = None
 

@@ -105,7 +105,7 @@ class BatchSource:
         self.readers = {a: store.chunk_reader(split, a) for a in self._routes}
         # stored values the model would index with: categorical codes (0..vocabulary size) and class labels;
         # checked once per chunk and process (see _check_values)
-        self._code_limits = np.array([len(c.vocabulary) for c in self.categorical], np.uint32)
+        self._code_limits = np.array([c.categories for c in self.categorical], np.uint32)
         self._checked = np.zeros(self.chunks, bool)
         self._local = threading.local()
         # Decode large chunks into reusable buffers (each is copied into the window at once): in a TensorFlow
@@ -284,7 +284,7 @@ class BatchSource:
         if "categorical" in targets:
             checks.append((targets["categorical"], self._code_limits, self.categorical))
         if self.label is not None and self.label.kind == "category":
-            checks.append((targets["label"], np.array([len(self.label.vocabulary)], np.uint64), [self.label]))
+            checks.append((targets["label"], np.array([self.label.categories], np.uint64), [self.label]))
         if y is not None and self.task.kind == "multiclass":
             checks.append((y[:, None], np.array([self.task.classes - 1], np.uint32), [self.label]))
         for values, limits, columns in checks:
@@ -294,7 +294,7 @@ class BatchSource:
                 j = int(np.flatnonzero(unsigned[row] > limits)[0])
                 col, value = columns[j], int(values[row, j])
                 chunk = chunks[int(np.searchsorted(starts, row, side="right")) - 1]
-                what = f"code {value}, outside its vocabulary of {len(col.vocabulary)} values" \
+                what = f"code {value}, outside its {_codes(col)}" \
                     if col.kind == "category" else f"{value}, outside the {self.task.classes} classes its train " \
                     "statistics give"
                 raise ChunkError(f"{self.path}: {self.split}/{col.array}: chunk {chunk}: column {col.name!r} holds "
@@ -341,6 +341,11 @@ class BatchSource:
     def close(self) -> None:
         for reader in self.readers.values():
             reader.close()
+
+
+def _codes(col) -> str:
+    return f"vocabulary of {col.categories} values" if col.vocabulary is not None else \
+        f"{col.categories} hash buckets"
 
 
 def _column_max(values: np.ndarray, fold: int = 64) -> np.ndarray:

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 from store import ChunkError, MetadataError, StoreError, open_store  # noqa: E402
 from store.shard import ChunkCodec  # noqa: E402
-from tests.store.test_golden import GOLDEN  # noqa: E402
+from tests.store.test_golden import GOLDEN, VERSIONS  # noqa: E402
 
 SETTINGS = settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "30")), deadline=None,
                     derandomize=os.environ.get("CI") == "true", database=None,
@@ -404,7 +404,16 @@ def test_a_column_in_another_array_or_index_is_refused(copy):
         open_store(copy)
 
 
-def test_a_vocabulary_shorter_than_the_codes_is_a_store_error(copy):
+@pytest.fixture
+def copy_v1(tmp_path):
+    """A copy of the version-1 golden store (vocabularies inline in the root metadata)."""
+    path = os.path.join(str(tmp_path), "v1.zarr")
+    shutil.copytree(VERSIONS[1], path)
+    return path
+
+
+def test_a_vocabulary_shorter_than_the_codes_is_a_store_error(copy_v1):
+    copy = copy_v1
     _edit_attrs(copy, lambda a: a["schema"]["columns"][2].__setitem__("vocabulary", ["only"]))  # quest: 4 values
     store = open_store(copy)  # the code dtype still fits: only the data can tell
     with pytest.raises(ChunkError, match=r"train/categorical: column 'quest' holds code \d, outside its vocabulary "
@@ -417,9 +426,34 @@ def test_a_vocabulary_shorter_than_the_codes_is_a_store_error(copy):
         [source.batch(i) for i in range(len(source))]
 
 
-def test_a_vocabulary_that_changes_the_code_dtype_is_refused(copy):
-    _edit_attrs(copy, lambda a: a["schema"]["columns"][1].__setitem__("vocabulary", [str(i) for i in range(200)]))
+def test_a_vocabulary_that_changes_the_code_dtype_is_refused(copy_v1):
+    _edit_attrs(copy_v1, lambda a: a["schema"]["columns"][1].__setitem__("vocabulary", [str(i) for i in range(200)]))
     with pytest.raises(MetadataError, match=r'train/categorical/zarr.json data_type is "int8", expected "int16"'):
+        open_store(copy_v1)
+
+
+def test_version_2_vocabulary_fields(copy):
+    """A stored vocabulary's size must agree with its arrays; a column has a vocabulary or hash buckets, not both,
+    and never an inline vocabulary in version 2."""
+    def edit(**fields):
+        shutil.copy(os.path.join(GOLDEN, "zarr.json"), os.path.join(copy, "zarr.json"))
+        _edit_attrs(copy, lambda a: a["schema"]["columns"][2].update(fields))
+
+    cases = [
+        (dict(vocabulary_size=1), r"vocabulary/1/offsets/zarr.json shape\[0\] is 5, expected 2"),  # quest: 4 values
+        (dict(vocabulary_size=2**40), r"schema.columns\[2\].vocabulary_size is 1099511627776, expected an integer "
+                                      r"from 0 to 2147483646"),
+        (dict(hash_buckets=7), r'schema.columns\[2\] is "both", expected vocabulary_size or hash_buckets'),
+        (dict(vocabulary=["a"]), r'vocabulary is \["a"\], expected absent in a column of kind category \(format '
+                                 r"version 2\)"),
+    ]
+    for fields, message in cases:
+        edit(**fields)
+        with pytest.raises(MetadataError, match=message):
+            open_store(copy)
+    shutil.rmtree(os.path.join(copy, "vocabulary", "1", "utf8"))
+    edit()
+    with pytest.raises(MetadataError, match=r"vocabulary/1/utf8/zarr.json: missing"):
         open_store(copy)
 
 

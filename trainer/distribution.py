@@ -167,15 +167,17 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
 
     from .model import default_model, load_model_function, spec_for
     from .plot import learning_curve_png
-    from .rundir import append_history, check_space, prepare, read_history, save_model, write_json
+    from .rundir import append_history, check_space, lock, prepare, read_history, save_model, write_json
 
     if cfg.mixed_precision:
         raise OptionError("--mixed-precision is not supported with multi-worker training (TF_CONFIG) yet")
-    if cluster.chief:
-        prepare(cfg.out, cfg.resume)
     keras.utils.set_random_seed(cfg.seed)
     label, train_seq, val_seq = sequences(cfg, shard=(cluster.index, cluster.count))
+    held = None
     try:
+        if cluster.chief:
+            prepare(cfg.out, cfg.resume)
+            held = lock(cfg.out)  # the chief alone writes the run directory: one cluster at a time per directory
         spec = spec_for(train_seq.source)
         task = spec.task
         with strategy.scope():
@@ -231,9 +233,11 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
         if cluster.chief:
             save_model(model, os.path.join(cfg.out, "model.keras"))
             write_json(os.path.join(cfg.out, "metrics.json"), metrics)
-            learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), read_history(history_path))
+            learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), read_history(history_path), task)
         return metrics
     finally:
+        if held is not None:
+            held.release()
         train_seq.close()
         if val_seq is not None:
             val_seq.close()

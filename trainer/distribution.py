@@ -6,7 +6,8 @@
   ``strategy.run`` on the worker's own batch, Keras' optimizer all-reduces (sums) the gradients, and the loss is
   scaled by the global batch. Each worker reads a disjoint, equally long share of each epoch's chunks
   (``BatchSource(shard=...)``); no worker reads every batch. Validation: each worker evaluates its share of the
-  validation chunks (all of them, none twice) and the metrics' states are summed across workers. The chief (task
+  validation chunks (all of them, none twice) and the metrics' states are summed across workers; the training
+  metrics likewise, so ``history.csv`` has the columns of a single-process run (trainer.model.HEADS). The chief (task
   ``chief``, else worker 0) alone writes the run directory; every worker needs the store (a shared filesystem or
   object storage), and ``--resume`` needs the run directory shared too.
 - No ``TF_CONFIG`` and more than one GPU: :class:`tf.distribute.MirroredStrategy` with Keras' ``fit`` (supported
@@ -26,6 +27,8 @@ import keras
 import numpy as np
 
 from store.errors import OptionError, StoreError
+
+from .model import metrics_for
 
 __all__ = ["Cluster", "ClusterError", "cluster_from_env", "mirrored_strategy", "train_multi_worker"]
 
@@ -75,18 +78,6 @@ def mirrored_strategy():
 
 # -- the multi-worker loop -----------------------------------------------------------------------------------------
 
-_LOSSES = {"binary": "BinaryCrossentropy", "multiclass": "SparseCategoricalCrossentropy", "regression": "MeanSquaredError"}
-
-
-def _metrics(task) -> list:
-    """The validation metrics ``compile_for`` gives each task, as objects whose states add up across workers."""
-    if task.kind == "binary":
-        return [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
-    if task.kind == "multiclass":
-        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    return [keras.metrics.MeanAbsoluteError(name="mae")]
-
-
 def _unpack(batch):
     x, y = batch[0], batch[1]
     w = batch[2] if len(batch) > 2 else np.ones(len(y), np.float32)
@@ -121,22 +112,35 @@ class _AllReduce:
 
 def _evaluate(model, seq, task, loss_fn, all_reduce: _AllReduce) -> dict:
     """Metrics over the whole split: each worker its share, then the metric states summed across workers."""
-    metrics = _metrics(task)
+    metrics = metrics_for(task)
     loss_sum = weight_sum = 0.0
     for batch in _batches(seq):
         x, y, w = _unpack(batch)
         pred = model(x, training=False)
-        target = np.reshape(y, (len(y),) + tuple(pred.shape[1:])) if task.kind != "multiclass" else y
+        target = _target(task, y, pred)
         loss_sum += float(np.sum(np.asarray(loss_fn(target, pred)) * w))
         weight_sum += float(np.sum(w))
-        for m in metrics:
-            m.update_state(target, pred, sample_weight=w)
-    states = [v.numpy() for m in metrics for v in m.variables]
-    reduced = all_reduce(states + [np.array([loss_sum, weight_sum])])
-    for v, value in zip([v for m in metrics for v in m.variables], reduced[:-1]):
-        v.assign(value.astype(v.dtype))
-    loss_sum, weight_sum = reduced[-1]
+        _update(metrics, target, pred, w)
+    loss_sum, weight_sum = _summed(metrics, all_reduce, [loss_sum, weight_sum])
     return {"loss": float(loss_sum / max(weight_sum, 1e-12))} | {m.name: float(m.result()) for m in metrics}
+
+
+def _target(task, y, pred):
+    return np.reshape(y, (len(y),) + tuple(pred.shape[1:])) if task.kind != "multiclass" else y
+
+
+def _update(metrics: list, target, pred, w) -> None:
+    for m in metrics:
+        m.update_state(target, pred, sample_weight=w)
+
+
+def _summed(metrics: list, all_reduce: _AllReduce, extra: list[float]) -> np.ndarray:
+    """Sum the metrics' states (and ``extra`` numbers) over the workers, in place; returns the summed extras."""
+    variables = [v for m in metrics for v in m.variables]
+    reduced = all_reduce([v.numpy() for v in variables] + [np.array(extra, np.float64)])
+    for v, value in zip(variables, reduced[:-1]):
+        v.assign(value.astype(v.dtype))
+    return reduced[-1]
 
 
 def train_multi_worker(cfg, cluster: Cluster, sequences) -> dict:
@@ -165,7 +169,7 @@ class ClusterError(StoreError):
 def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
     import tensorflow as tf
 
-    from .model import default_model, load_model_function, spec_for
+    from .model import compile_for, default_model, load_model_function, loss_for, spec_for
     from .plot import learning_curve_png
     from .rundir import append_history, check_space, lock, prepare, read_history, save_model, write_json
 
@@ -182,9 +186,11 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
         task = spec.task
         with strategy.scope():
             model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
-            optimizer = keras.optimizers.Adam(cfg.learning_rate)
+            if not model.compiled:
+                compile_for(model, task, cfg.learning_rate)  # its optimizer is saved with every checkpoint
+            optimizer = model.optimizer
             optimizer.build(model.trainable_variables)
-        loss_fn = getattr(keras.losses, _LOSSES[task.kind])(reduction=None)
+        loss_fn = loss_for(task, reduction=None)
         start = _restore(cfg, model)
         all_reduce = _AllReduce(strategy)
         if all_reduce([np.array([start])])[0][0] != start * cluster.count:  # every worker must agree
@@ -200,11 +206,12 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
                 loss = tf.reduce_sum(loss_fn(target, pred) * w) / global_batch
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))  # Keras sums them across workers
-            return loss
+            return loss, pred
 
         @tf.function(reduce_retracing=True)
         def step(x, y, w):
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y, w)), axis=None)
+            loss, pred = strategy.run(replica_step, args=(x, y, w))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), pred
 
         if cluster.chief:
             resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
@@ -214,8 +221,15 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
         row: dict = {}
         for epoch in range(start, cfg.epochs):
             train_seq.set_epoch(epoch)
-            losses = [float(step(*_unpack(b))) for b in _batches(train_seq)]
-            row = {"epoch": epoch, "loss": float(np.mean(losses))}
+            metrics, losses = metrics_for(task), []
+            for batch in _batches(train_seq):
+                x, y, w = _unpack(batch)
+                loss, pred = step(x, y, w)
+                losses.append(float(loss))
+                pred = strategy.experimental_local_results(pred)[0].numpy()
+                _update(metrics, _target(task, y, pred), pred, w)  # this worker's share, summed below
+            _summed(metrics, all_reduce, [])
+            row = {"epoch": epoch, "loss": float(np.mean(losses))} | {m.name: float(m.result()) for m in metrics}
             if val_seq is not None:
                 row |= {f"val_{k}": v for k, v in
                         _evaluate(model, val_seq, task, loss_fn, all_reduce).items()}
@@ -244,7 +258,8 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
 
 
 def _restore(cfg, model) -> int:
-    """With --resume: load the newest epoch checkpoint the chief wrote; returns the epoch to start from."""
+    """With --resume: load the newest epoch checkpoint the chief wrote — the weights and the optimizer's state (the
+    model is compiled with its optimizer, which Keras saves with it); returns the epoch to start from."""
     if not cfg.resume:
         return 0
     done = sorted(glob.glob(os.path.join(glob.escape(cfg.out), "checkpoints", "epoch_*.keras")))

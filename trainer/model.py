@@ -17,7 +17,7 @@ from store.errors import OptionError
 
 from .task import Task
 
-__all__ = ["ModelSpec", "default_model", "load_model_function", "compile_for"]
+__all__ = ["ModelSpec", "HEADS", "default_model", "load_model_function", "compile_for", "loss_for", "metrics_for"]
 
 
 @dataclass(frozen=True)
@@ -65,18 +65,42 @@ def default_model(spec: ModelSpec, *, hidden: tuple[int, ...] = (256, 128), drop
         h = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(h)
         h = keras.layers.Dropout(dropout, name=f"dropout_{i}")(h)
     task = spec.task
-    units, activation = {"binary": (1, "sigmoid"), "multiclass": (task.classes, "softmax"),
-                         "regression": (1, None)}[task.kind]
-    out = keras.layers.Dense(units, activation=activation, dtype="float32", name=_safe(task.label))(h)
+    units = task.classes if task.kind == "multiclass" else 1
+    out = keras.layers.Dense(units, activation=HEADS[task.kind].activation, dtype="float32",
+                             name=_safe(task.label))(h)
     return keras.Model(inputs, out, name="tabular_mlp")
 
 
+@dataclass(frozen=True)
+class Head:
+    """What a task kind fixes: the output activation, the loss (a Keras loss class name) and the metrics."""
+
+    activation: str | None
+    loss: str
+    metrics: tuple[tuple[str, str], ...]  # (Keras metric class, name in history.csv)
+
+
+# The one table per task kind, used by the default model, compile_for and the multi-worker loop alike, so every
+# training mode logs the same history columns.
+HEADS = {
+    "binary": Head("sigmoid", "BinaryCrossentropy", (("BinaryAccuracy", "accuracy"), ("AUC", "auc"))),
+    "multiclass": Head("softmax", "SparseCategoricalCrossentropy", (("SparseCategoricalAccuracy", "accuracy"),)),
+    "regression": Head(None, "MeanSquaredError", (("MeanAbsoluteError", "mae"),)),
+}
+
+
+def loss_for(task: Task, **kwargs) -> keras.losses.Loss:
+    return getattr(keras.losses, HEADS[task.kind].loss)(**kwargs)
+
+
+def metrics_for(task: Task) -> list[keras.metrics.Metric]:
+    return [getattr(keras.metrics, cls)(name=name) for cls, name in HEADS[task.kind].metrics]
+
+
 def compile_for(model: keras.Model, task: Task, learning_rate: float, steps_per_execution: int = 1) -> None:
-    """Loss and metrics follow the task: accuracy for classification, MAE for regression."""
-    loss, metrics = {"binary": ("binary_crossentropy", ["accuracy", keras.metrics.AUC(name="auc")]),
-                     "multiclass": ("sparse_categorical_crossentropy", ["accuracy"]),
-                     "regression": ("mse", ["mae"])}[task.kind]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
+    """Loss and metrics follow the task (HEADS): accuracy and AUC for binary classification, accuracy for
+    multiclass, MAE for regression; Adam."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(task), metrics=metrics_for(task),
                   steps_per_execution=steps_per_execution)
 
 

@@ -67,6 +67,9 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(quest_store, tmp_
     assert not os.path.exists(other)  # worker 1 wrote nothing
     assert {"config.json", "history.csv", "metrics.json", "model.keras", "learning_curve.png"} <= set(os.listdir(chief))
     assert [r["epoch"] for r in _history(chief)] == ["0", "1"]
+    # the columns of a single-process run: training and validation metrics of the task
+    assert set(_history(chief)[0]) == {"epoch", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc"}
+    assert 0.5 < float(_history(chief)[1]["accuracy"]) <= 1
     metrics = json.load(open(os.path.join(chief, "metrics.json")))
     assert metrics["accuracy"] > 0.6
     # both workers report the same validation metrics: each evaluated its share, the states were summed
@@ -86,6 +89,11 @@ def test_resume_continues_on_every_worker(quest_store, tmp_path):
         assert r.returncode == 0, r.stdout[-3000:]
         assert "epoch 1/2" not in r.stdout and "epoch 2/2" in r.stdout
     assert [r["epoch"] for r in _history(run)] == ["0", "1"]
+    # the optimizer continued: its step count after epoch 2 is twice that after epoch 1 (Adam's moments too)
+    import keras
+    steps = [int(keras.models.load_model(os.path.join(run, "checkpoints", f"epoch_{e:03d}.keras"))
+                 .optimizer.iterations) for e in (1, 2)]
+    assert steps[0] > 0 and steps[1] == 2 * steps[0]
 
 
 MIRRORED = """

@@ -17,7 +17,7 @@ from store.errors import BadRowError
 
 from .config import MAX_RECORD_BYTES
 from .quotes import last_record_end
-from .sources import SourceFile
+from .sources import SourceFile, open_source
 
 __all__ = ["Block", "plan_blocks", "split_records"]
 
@@ -39,8 +39,9 @@ def plan_blocks(files: list[SourceFile], block_bytes: int, max_record: int = MAX
     A block ends at the last record end within ``block_bytes`` of its start; when there is none (a record longer than
     that), at the last one within twice, four times... as much, up to ``max_record``. One forward pass over each
     file: every byte is read once (plain reads, not mmap: mapped pages would count towards the process's resident
-    memory for the whole file), its quotes counted once and searched for a newline at most once — rescanning from
-    every newline and doubling the read made a quote never closed quadratic (issue 11).
+    memory for the whole file; an object on object storage is streamed with one ranged GET per read), its quotes
+    counted once and searched for a newline at most once — rescanning from every newline and doubling the read made
+    a quote never closed quadratic (issue 11).
 
     Raises:
         BadRowError: no record end within ``max_record`` bytes, naming the file and the line the record starts on
@@ -48,7 +49,7 @@ def plan_blocks(files: list[SourceFile], block_bytes: int, max_record: int = MAX
     """
     index = 0
     for f_index, src in enumerate(files):
-        with open(src.path, "rb") as f:
+        with open_source(src.path, src.size) as f:
             scan = _Scanner(f, src.data_start, src.size)
             line = src.header_lines + 1
             while scan.pos < scan.size:

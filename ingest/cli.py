@@ -1,7 +1,8 @@
 """``ingest``: convert CSV files once into a batch-aligned Zarr store for training.
 
 Thin wrapper over :func:`ingest.ingest`: parses flags into an :class:`IngestConfig`, runs it, prints a one-line
-summary, and turns user errors into one line on stderr with a non-zero exit (no traceback).
+summary (``--verbose``: and where the time went), and turns user errors into one line on stderr with a non-zero
+exit (no traceback).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ examples:
   ingest data/quest.csv --out quest.zarr --resume        # after a crash: continue where it stopped
   ingest /shared/logs/ --out /shared/logs.zarr --dask tcp://scheduler:8786   # parse on a Dask cluster
   ingest data/quest.csv --out s3://bucket/quest.zarr --work /big/disk/tmp     # build locally, then upload
+  ingest 's3://bucket/logs/*.csv' --out quest.zarr --label clear             # sources read from the bucket
 
 exit status: 0 done, 1 bad input or options (one line on stderr says where and how to fix it), 130 interrupted.
 """
@@ -37,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ingest", description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="CSV files, folders (every *.csv inside, in name order) or glob patterns; all files must "
-                        "share one header")
+                   help="CSV files, folders (every *.csv inside, in name order) or glob patterns, local or URLs "
+                        "(s3://bucket/logs/*.csv, a prefix s3://bucket/logs/); all files must share one header")
     p.add_argument("--out", required=True, metavar="STORE",
                    help="store directory to create, or a URL (s3://bucket/quest.zarr, gs://..., any fsspec URL)")
     p.add_argument("--work", metavar="DIR",
@@ -53,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--val", nargs="+", default=[], metavar="SOURCE",
                        help="separate validation sources (files, folders or globs)")
     split.add_argument("--val-fraction", type=float, metavar="F",
-                       help="draw this share of rows at random (seeded) into the validation split")
+                       help="draw this share of rows at random (seeded) into the validation split (0: none)")
     p.add_argument("--no-shuffle", dest="shuffle", action="store_false",
                    help="keep source order (default: rows are globally shuffled, seeded)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of shuffle and validation draw (default 0)")
@@ -62,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chunk compression (default lz4; none = uncompressed, memory-mappable)")
     p.add_argument("--on-bad-rows", choices=("error", "skip"), default="error",
                    help="error: stop at the first bad row (default); skip: count it and write it to --rejects")
-    p.add_argument("--rejects", metavar="PATH", help="CSV of skipped rows with file and line (default STORE.rejects.csv)")
+    p.add_argument("--rejects", metavar="PATH",
+                   help="CSV of skipped rows with file and line (default STORE.rejects.csv)")
     p.add_argument("--encoding", default="utf-8", metavar="E", help="text encoding of the sources (default utf-8)")
     p.add_argument("--dtype", action="append", default=[], metavar="COL=TYPE",
                    help=f"column type, repeatable; TYPE is one of {', '.join(KINDS)} (default: inferred)")
@@ -75,9 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store (only when complete)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted ingest of the same command")
     p.add_argument("--dask", metavar="ADDRESS",
-                   help="run the passes on this Dask scheduler (tcp://host:8786); sources and the work directory "
-                        "must be on a filesystem shared with its workers")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+                   help="run the passes on this Dask scheduler (tcp://host:8786); local sources and the work "
+                        "directory must be on a filesystem shared with its workers (URL sources: read by each worker)")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    talk.add_argument("--verbose", action="store_true",
+                      help="after the summary, the wall and CPU seconds of each stage (plan, parse, merge, sort, "
+                           "write, publish; CPU summed over every worker process), also recorded in the store")
     return p
 
 
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ingest: interrupted; run the same command with --resume to continue", file=sys.stderr)
         return 130
     if not args.quiet:
-        print(result.summary(), file=sys.stderr)
+        print(result.summary(verbose=args.verbose), file=sys.stderr)
     return 0
 
 

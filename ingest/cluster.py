@@ -2,20 +2,22 @@
 
 The work items are the same plain functions of :mod:`ingest.passes` that local worker processes run; the shared
 :class:`~ingest.passes.Context` is scattered to every Dask worker once per pass. The workers read the sources and
-write the work files themselves, so the source files and the work directory (``OUT.partial``, or ``--work``) must be
-on a filesystem every worker sees at the same path (NFS, Lustre, a mounted bucket...). The store's content does not
-depend on where a task ran: it equals a local run's with the same seed.
+write the work files themselves, so local source files and the work directory (``OUT.partial``, or ``--work``) must be
+on a filesystem every worker sees at the same path (NFS, Lustre, a mounted bucket...); sources given as URLs
+(``s3://bucket/logs/*.csv``) are read by each worker with ranged GETs, with the workers' own credentials. The store's
+content does not depend on where a task ran: it equals a local run's with the same seed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-import os
 from contextlib import contextmanager
 
 from store.errors import OptionError, StoreError
+from store.location import is_remote
 
 from . import passes
+from .sources import source_readable
 
 __all__ = ["dask_map"]
 
@@ -39,14 +41,27 @@ def dask_map(address: str, ctx: passes.Context):
         raise OptionError(f"--dask {address}: cannot reach the Dask scheduler ({exc}); start one with `dask "
                           "scheduler` and workers with `dask worker ADDRESS`, or drop --dask") from None
     try:
-        _check_workers_see(client, address, [ctx.work] + sorted({f.path for f in ctx.files}))
+        _check_workers_see(client, address, [ctx.work] + _checked_sources(ctx.files))
         yield lambda fn, items: _ordered_results(client, ctx, fn, list(items))
     finally:
         client.close()
 
 
+def _checked_sources(files) -> list[str]:
+    """Every local source, and the first object under each prefix: reaching one object tells that a worker has the
+    backend, credentials and endpoint, and the objects were listed here already (a HEAD per object of a glob of
+    thousands would be slow)."""
+    local = sorted({f.path for f in files if not is_remote(f.path)})
+    first: dict[str, str] = {}
+    for f in files:
+        if is_remote(f.path):
+            first.setdefault(f.path.rsplit("/", 1)[0], f.path)
+    return local + sorted(first.values())
+
+
 def _missing(paths: list[str]) -> list[str]:
-    return [p for p in paths if not os.path.exists(p)]
+    """The paths this (worker) process cannot see: local paths that do not exist, objects it cannot read."""
+    return [p for p in paths if not source_readable(p)]
 
 
 def _check_workers_see(client, address: str, paths: list[str]) -> None:
@@ -55,9 +70,14 @@ def _check_workers_see(client, address: str, paths: list[str]) -> None:
     if not client.scheduler_info().get("workers"):
         raise OptionError(f"--dask {address}: the scheduler has no workers; start some with `dask worker {address}`")
     for worker, missing in client.run(_missing, paths).items():
+        if missing and is_remote(missing[0]):
+            raise OptionError(f"--dask: worker {worker} cannot read {missing[0]}; each Dask worker reads the objects "
+                              "itself: install fsspec and the URL's backend there (s3fs for s3://) and give the "
+                              "workers the same credentials and endpoint (AWS_* environment) as this machine")
         if missing:
-            raise OptionError(f"--dask: worker {worker} cannot see {missing[0]}; the sources and the work directory "
-                              "must be on a filesystem every Dask worker shares, under the same absolute path")
+            raise OptionError(f"--dask: worker {worker} cannot see {missing[0]}; local sources and the work "
+                              "directory must be on a filesystem every Dask worker shares, under the same absolute "
+                              "path")
 
 
 def _ordered_results(client, ctx: passes.Context, fn: Callable, items: list) -> Iterator:

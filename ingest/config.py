@@ -37,7 +37,8 @@ class IngestConfig:
     """Everything an ingest needs to know (the CLI fills it; tests construct it directly).
 
     Args:
-        sources: CSV files, directories (every ``*.csv`` inside, in name order) or glob patterns.
+        sources: CSV files, directories (every ``*.csv`` inside, in name order) or glob patterns; local paths or
+            fsspec URLs (``s3://bucket/logs/*.csv``, a prefix ``s3://bucket/logs/``), read with ranged requests.
         out: the store directory to create, or an fsspec URL (``s3://bucket/quest.zarr``): then the store is built
             in ``work`` and uploaded, its root metadata last.
         label: name of the label column (checked against the header), or None.
@@ -58,12 +59,13 @@ class IngestConfig:
         sample_rows: leading rows used to infer column types.
         overwrite: replace an existing store.
         resume: continue an interrupted ingest of the same sources and options.
-        progress: show a progress bar on stderr (when it is a terminal).
+        progress: show a progress bar per pass on stderr (tqdm; only when stderr is a terminal).
         work: when ``out`` is a URL, a local folder in which the ingest makes its own work directory, named after the
             URL (default: a private folder of the temp directory); it needs room for about twice the store, and
             --resume needs the same one. Nothing else in that folder is touched.
-        dask: address of a Dask scheduler (``tcp://host:8786``): run the passes as tasks on that cluster (sources
-            and work directory must be on a filesystem its workers share); ``workers`` is then unused.
+        dask: address of a Dask scheduler (``tcp://host:8786``): run the passes as tasks on that cluster (local
+            sources and the work directory must be on a filesystem its workers share; URL sources are read by the
+            workers); ``workers`` is then unused.
     """
 
     sources: list[str]
@@ -106,8 +108,11 @@ class IngestConfig:
                               "size); pass a smaller --batch-size (default 1000)")
         if self.val and self.val_fraction is not None:
             raise OptionError("give either --val SOURCE... or --val-fraction F, not both")
-        if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
-            raise OptionError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+        if self.val_fraction is not None and not 0.0 <= self.val_fraction < 1.0:
+            raise OptionError(f"--val-fraction must be at least 0 (0: no validation split) and below 1, "
+                              f"got {self.val_fraction}")
+        if self.val_fraction == 0:
+            self.val_fraction = None  # no validation split: the very store an ingest without the flag makes
         if self.workers is None:
             self.workers = os.cpu_count() or 1
         if self.workers < 1:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from store.errors import SchemaError, SourceError
 
-from .sources import SourceFile
+from .sources import SourceFile, open_source
 
 __all__ = ["infer_kinds"]
 
@@ -40,7 +40,7 @@ def infer_kinds(src: SourceFile, header: list[str], *, encoding: str, sample_row
 
 def _read_sample(src: SourceFile, header: list[str], encoding: str, rows: int) -> pd.DataFrame:
     data, want = b"", 1 << 20
-    with open(src.path, "rb") as f:
+    with open_source(src.path, src.size) as f:
         while True:  # read until the sample has enough lines (or 64 MiB, or the end of the file)
             f.seek(src.data_start)
             data = f.read(want)

@@ -26,7 +26,7 @@ from .blocks import Block
 from .parse import INT_MISSING, BlockParser, Parsed
 from .shuffle import (bucket_of, bucket_permutation, is_validation, read_spill_rows, record_dtype, row_hash,
                       save_array, write_spill)
-from .sources import SourceFile
+from .sources import SourceFile, read_range
 from .summary import write_block_rejects
 from .vocabulary import write_block as write_block_vocabulary
 
@@ -89,9 +89,7 @@ def parse_block(block: Block) -> dict:
     """Parse one block and spill its rows; returns the block's metadata (also saved beside the spill)."""
     c = _CTX
     src = c.files[block.file]
-    with open(src.path, "rb") as f:
-        f.seek(block.start)
-        data = f.read(block.end - block.start)
+    data = read_range(src.path, block.start, block.end)  # an object: one ranged GET of at most 64 MiB
     parsed = c.parser.parse(data, first_line=block.line, stop_at_first=c.stop_at_bad_row)
     # The parent gets counts and the first bad row (for the error policy's message), never the rejected records:
     # those go to a file per block, concatenated into the rejects file at the end (bounded memory in the parent).

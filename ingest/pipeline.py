@@ -17,9 +17,9 @@ import re
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from store.errors import OptionError, OutputExistsError, SchemaError, StoreError, from_os_error
+from store.errors import BadRowError, OptionError, OutputExistsError, SchemaError, StoreError, from_os_error
 from store.files import publish, write_atomic
 from store.layout import ATTRS_KEY, FORMAT_NAME, shard_path
 from store.lock import Lock
@@ -34,9 +34,10 @@ from .destination import default_work_dir, remote_state, upload_store
 from .config import BLOCK_BYTES, BUCKET_BYTES, IngestConfig
 from .infer import infer_kinds
 from .parse import BlockParser
-from .progress import Progress
+from .progress import pass_bar
 from .sources import resolve_sources
 from .summary import Summary, write_rejects
+from .timings import Timed, Timings, table
 
 __all__ = ["ingest", "IngestResult", "WORK_MARKER"]
 
@@ -49,7 +50,8 @@ _CREATING = ".creating-ingest-"  # WORK.creating-ingest-PID: a work directory be
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What an ingest did: where the store is, rows read / stored per split / rejected, bytes, seconds."""
+    """What an ingest did: where the store is, rows read / stored per split / rejected, bytes, seconds, and the
+    wall and CPU seconds of each stage (``timings``, see ingest.timings)."""
 
     path: str
     rows_read: int
@@ -58,13 +60,16 @@ class IngestResult:
     rejects: str | None
     bytes_read: int
     seconds: float
+    timings: dict = field(default_factory=dict)
 
-    def summary(self) -> str:
+    def summary(self, verbose: bool = False) -> str:
+        """One line; with ``verbose``, then a table of each stage's wall and CPU seconds (CPU: every process)."""
         rows = ", ".join(f"{k} {v:,}" for k, v in self.rows.items())
         mbs = self.bytes_read / max(self.seconds, 1e-9) / 1e6
         text = (f"ingested {self.rows_read:,} rows ({rows}; rejected {self.rows_rejected:,}) from "
                 f"{self.bytes_read / 1e6:,.1f} MB in {self.seconds:.1f} s ({mbs:,.1f} MB/s) into {self.path}")
-        return text + (f"; rejected rows are in {self.rejects}" if self.rows_rejected else "")
+        text += f"; rejected rows are in {self.rejects}" if self.rows_rejected else ""
+        return text + ("\n" + table(self.timings) if verbose and self.timings else "")
 
 
 def ingest(config: IngestConfig) -> IngestResult:
@@ -75,15 +80,17 @@ def ingest(config: IngestConfig) -> IngestResult:
         ingest(IngestConfig(sources=["data/quest.csv"], out="quest.zarr", label="clear", val_fraction=0.1))
     """
     started = time.monotonic()
+    timings = Timings()
+    timings.begin("plan")
     try:
-        return _ingest(config, started)
+        return _ingest(config, started, timings)
     except OSError as exc:
         if exc.errno == errno.ENOSPC and not isinstance(exc, StoreError):
             raise from_os_error(exc) from None
         raise
 
 
-def _ingest(config: IngestConfig, started: float) -> IngestResult:
+def _ingest(config: IngestConfig, started: float, timings: Timings) -> IngestResult:
     files, header = resolve_sources(config.sources, config.val, config.encoding)
     if config.label is not None and config.label not in header:
         raise SchemaError(f"--label {config.label!r} is not a column of {files[0].path}; the header has: "
@@ -94,12 +101,17 @@ def _ingest(config: IngestConfig, started: float) -> IngestResult:
     # one ingest at a time per output: a second one would share temporary names or, with --overwrite, delete the
     # live one's work
     with Lock(work + ".lock", f"an ingest into {config.out}", made_by="ingest"):
-        return _build(config, files, header, remote, work, started)
+        resuming = bool(config.resume) and _is_work(work)
+        try:
+            return _build(config, files, header, remote, work, started, timings)
+        except (BadRowError, SchemaError, OptionError) as exc:
+            _discard_unresumable(work, resuming, exc)
+            raise
 
 
-def _build(config: IngestConfig, files: list, header: list[str], remote: bool, work: str,
-           started: float) -> IngestResult:
-    """The ingest proper, under the output's lock: prepare the output, three passes, publish."""
+def _build(config: IngestConfig, files: list, header: list[str], remote: bool, work: str, started: float,
+           timings: Timings) -> IngestResult:
+    """The ingest proper, under the output's lock: prepare the output, three passes, publish; each stage timed."""
     (_prepare_remote_output if remote else _prepare_output)(config, work)
     kinds = infer_kinds(files[0], header, encoding=config.encoding, sample_rows=config.sample_rows,
                         explicit=config.dtypes)
@@ -109,7 +121,8 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
                        "kinds": kinds, "options": config.content_options(), "n_buckets": n_buckets})
     ctx = passes.Context(work, files, BlockParser(header, kinds, config.encoding), config.seed, config.shuffle,
                          n_buckets, config.val_fraction, config.on_bad_rows == "error")
-    metas = _parse_pass(config, ctx, total)
+    metas = _parse_pass(config, ctx, total, timings)
+    timings.begin("merge")
     splits = ("train", "validation") if config.val or config.val_fraction else ("train",)
     summary = Summary(ctx.parser, kinds, config.label, metas, splits)
     summary.raise_first_bad_row(config.on_bad_rows)
@@ -117,16 +130,20 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
     summary.merge_vocabularies(ctx, config.max_categories)
     ctx.schema = summary.schema()
     ctx.writer = _writer(config, ctx, summary)
-    _sort_pass(config, ctx, summary)
-    _shard_pass(config, ctx, summary)
-    ctx.writer.commit(summary.attributes(files, config, rejects))
+    timings.begin("sort")
+    _sort_pass(config, ctx, summary, timings)
+    timings.begin("write")
+    _shard_pass(config, ctx, summary, timings)
+    timings.begin("publish")  # the store records the stages before this one: its record is written now
+    ctx.writer.commit(summary.attributes(files, config, rejects, timings.record()))
     if remote:
         upload_store(ctx.writer.path, config.out)
         _discard(work)
     else:
         _publish(config.out, work, ctx.writer.path)
+    timings.end()
     return IngestResult(config.out, summary.rows_read, summary.rows, summary.rows_rejected, rejects,
-                        total, time.monotonic() - started)
+                        total, time.monotonic() - started, timings.record())
 
 
 def _prepare_output(config: IngestConfig, work: str) -> None:
@@ -185,6 +202,26 @@ def _new_work(config: IngestConfig, work: str) -> None:
     publish(building, work)
 
 
+def _discard_unresumable(work: str, resuming: bool, exc: StoreError) -> None:
+    """After a user error the input or the options must change, and a changed plan cannot be resumed: delete the
+    work directory, so that the corrected command just runs (no "pass --resume or --overwrite"). Only the one this
+    run made (its marker names this process), or, for a bad row, the one it resumed. A resumed run stopped by an
+    option or schema error (a typo in the --resume command, a changed plan) keeps its work for the right command;
+    I/O errors, a full disk or a kill never come here: those are resumed."""
+    if not _is_work(work):
+        return
+    if resuming and not isinstance(exc, BadRowError):
+        return
+    if not resuming:
+        try:
+            with open(os.path.join(work, WORK_MARKER), encoding="utf-8") as f:
+                if json.load(f).get("pid") != os.getpid():
+                    return  # an older run's work, refused before this run replaced it
+        except (OSError, ValueError, AttributeError):
+            return
+    _discard(work)
+
+
 def _is_work(path: str) -> bool:
     return os.path.isdir(path) and not os.path.islink(path) and os.path.isfile(os.path.join(path, WORK_MARKER))
 
@@ -213,9 +250,15 @@ def _check_plan(work: str, plan: dict) -> None:
 
 
 @contextmanager
-def _pool(config: IngestConfig, ctx: passes.Context):
+def _pool(config: IngestConfig, ctx: passes.Context, timings: Timings):
     """``map``-like callable over work items: tasks on a Dask cluster (--dask), inline for one worker, else forked
-    processes sharing ``ctx``."""
+    processes sharing ``ctx``. Each item's CPU time is added to the current stage of ``timings``."""
+    with _map(config, ctx) as run:
+        yield lambda fn, items: timings.results(run(Timed(fn), items))
+
+
+@contextmanager
+def _map(config: IngestConfig, ctx: passes.Context):
     passes.set_context(ctx)
     if config.dask:
         with dask_map(config.dask, ctx) as run:
@@ -235,27 +278,33 @@ def _pool(config: IngestConfig, ctx: passes.Context):
         pool.join()
 
 
-def _parse_pass(config: IngestConfig, ctx: passes.Context, total: int) -> list[dict]:
-    """Pass 1 over every block, skipping blocks a previous run finished; metadata in block order."""
-    bar = Progress("parse", total, enabled=config.progress)
+def _parse_pass(config: IngestConfig, ctx: passes.Context, total: int, timings: Timings) -> list[dict]:
+    """Pass 1 over every block, skipping blocks a previous run finished; metadata in block order. Planning the
+    blocks belongs to the "plan" stage, the pass itself to "parse"."""
     metas: list[dict] = []
     todo = []
-    for block in plan_blocks(ctx.files, BLOCK_BYTES):
-        meta_path = ctx.spill(block.index) + ".json"
-        if os.path.exists(meta_path):
-            with open(meta_path, encoding="utf-8") as f:
-                metas.append(json.load(f))
-            bar.update(metas[-1]["bytes"], metas[-1]["rows"])
-        else:
-            metas.append(None)
-            todo.append(block)
-    with _pool(config, ctx) as run:
+    with pass_bar("plan blocks", total, "B", enabled=config.progress) as bar:  # one read of every file, serial
+        for block in plan_blocks(ctx.files, BLOCK_BYTES):
+            meta_path = ctx.spill(block.index) + ".json"
+            if os.path.exists(meta_path):
+                with open(meta_path, encoding="utf-8") as f:
+                    metas.append(json.load(f))
+            else:
+                metas.append(None)
+                todo.append(block)
+            bar.update(block.end - block.start)
+    timings.begin("parse")
+    done = sum(m["bytes"] for m in metas if m is not None)
+    rows = sum(m["rows"] for m in metas if m is not None)
+    with pass_bar("pass 1/3 parse", total, "B", done=done, enabled=config.progress) as bar, \
+            _pool(config, ctx, timings) as run:
         for block, meta in zip(todo, run(passes.parse_block, todo)):
             metas[block.index] = meta
-            bar.update(meta["bytes"], meta["rows"])
+            rows += meta["rows"]
+            bar.set_postfix_str(f"{rows:,} rows", refresh=False)
+            bar.update(meta["bytes"])
             if meta["bad"] and ctx.stop_at_bad_row:
                 break
-    bar.close()
     return [m for m in metas if m is not None]
 
 
@@ -269,26 +318,32 @@ def _writer(config: IngestConfig, ctx: passes.Context, summary: Summary) -> Stor
     return writer
 
 
-def _sort_pass(config: IngestConfig, ctx: passes.Context, summary: Summary) -> None:
-    jobs = [(b, segs) for b, segs in summary.bucket_segments().items()
+def _sort_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, timings: Timings) -> None:
+    buckets = summary.bucket_segments()
+    jobs = [(b, segs) for b, segs in buckets.items()
             if not os.path.exists(os.path.join(ctx.work, "sorted", f"{b:06d}.done"))]
-    bar = Progress("shuffle", len(jobs), unit_bytes=False, enabled=config.progress)
-    with _pool(config, ctx) as run:
-        for rows in run(passes.sort_bucket, jobs):
-            bar.update(1, rows)
-    bar.close()
+    _run_pass(config, ctx, timings, "pass 2/3 shuffle", passes.sort_bucket, jobs, len(buckets), "buckets")
 
 
-def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary) -> None:
+def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, timings: Timings) -> None:
     ctx.buckets, ctx.bucket_rows = summary.bucket_bounds()
     arrays = list(ctx.schema.arrays)
-    jobs = [(split, shard) for split in summary.rows for shard in range(ctx.writer.shards(split))
+    shards = [(split, shard) for split in summary.rows for shard in range(ctx.writer.shards(split))]
+    jobs = [(split, shard) for split, shard in shards
             if not all(os.path.exists(shard_path(ctx.writer.path, split, a, shard)) for a in arrays)]
-    bar = Progress("write", len(jobs), unit_bytes=False, enabled=config.progress)
-    with _pool(config, ctx) as run:
-        for rows in run(passes.write_shard, jobs):
-            bar.update(1, rows)
-    bar.close()
+    _run_pass(config, ctx, timings, "pass 3/3 write", passes.write_shard, jobs, len(shards), "shards")
+
+
+def _run_pass(config: IngestConfig, ctx: passes.Context, timings: Timings, step: str, fn, jobs: list,
+              total: int, unit: str) -> None:
+    """Run ``fn`` (returning a row count) over ``jobs``, the items of ``total`` not finished by an earlier run."""
+    rows = 0
+    with pass_bar(step, total, unit, done=total - len(jobs), enabled=config.progress) as bar, \
+            _pool(config, ctx, timings) as run:
+        for count in run(fn, jobs):
+            rows += count
+            bar.set_postfix_str(f"{rows:,} rows", refresh=False)
+            bar.update(1)
 
 
 def _publish(out: str, work: str, built: str) -> None:

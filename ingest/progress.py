@@ -1,43 +1,23 @@
-"""A one-line progress bar on stderr (only when stderr is a terminal): done/total, MB/s, rows/s, ETA."""
+"""The progress bars of an ingest: one ``tqdm`` bar per pass on stderr, shown only when stderr is a terminal."""
 
 from __future__ import annotations
 
-import sys
-import time
+from tqdm import tqdm
 
-__all__ = ["Progress"]
+__all__ = ["pass_bar"]
 
 
-class Progress:
-    """``Progress("parse", total_bytes)``; ``update(bytes, rows)`` after each work item; ``close()`` at the end."""
+def pass_bar(step: str, total: int, unit: str, *, done: int = 0, enabled: bool = True) -> tqdm:
+    """The bar of one pass: ``step`` such as ``"pass 1/3 parse"`` (the ETA is that of this pass; the name says how
+    many follow), ``total`` bytes (``unit`` "B": shown in MB, MB/s) or work items (``unit`` "buckets", "shards"),
+    of which ``done`` were finished by an interrupted run (``--resume``): they count towards the total but not
+    towards the rate, so the ETA is that of what is left. ``enabled=False`` (``--quiet``,
+    ``IngestConfig(progress=False)``) shows nothing; otherwise tqdm shows nothing when stderr is not a terminal
+    (``disable=None``).
 
-    def __init__(self, label: str, total: int, *, unit_bytes: bool = True, enabled: bool = True, stream=None):
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and self.stream.isatty()
-        self.label, self.total, self.unit_bytes = label, max(total, 1), unit_bytes
-        self.done = self.rows = 0
-        self.started = self._last = time.monotonic()
-
-    def update(self, amount: int, rows: int = 0) -> None:
-        self.done += amount
-        self.rows += rows
-        now = time.monotonic()
-        if self.enabled and (now - self._last > 0.2 or self.done >= self.total):
-            self._last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self.started, 1e-9)
-        frac = min(self.done / self.total, 1.0)
-        bar = "#" * int(frac * 24)
-        rate = f"{self.done / elapsed / 1e6:6.1f} MB/s " if self.unit_bytes else ""
-        eta = (elapsed / frac - elapsed) if frac > 0 else 0.0
-        self.stream.write(f"\r{self.label:>7} [{bar:<24}] {frac:6.1%} {rate}{self.rows / elapsed:9.0f} rows/s "
-                          f"ETA {eta:5.0f}s")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self._draw(time.monotonic())
-            self.stream.write("\n")
-            self.stream.flush()
+    Use as a context manager; ``bar.update(n)`` after each item, ``bar.set_postfix_str(f"{rows:,} rows",
+    refresh=False)`` to show the rows so far.
+    """
+    units = {"unit": "B", "unit_scale": True, "unit_divisor": 1000} if unit == "B" else {"unit": f" {unit}"}
+    return tqdm(total=total, initial=done, desc=step, disable=None if enabled else True, dynamic_ncols=True,
+                mininterval=0.2, **units)

@@ -1,4 +1,12 @@
-"""Find the input files, read and compare their headers, fingerprint them for ``--resume``."""
+"""Find the input files, read and compare their headers, fingerprint them for ``--resume``, and read their bytes.
+
+A source is a local path or a URL of object storage (``s3://bucket/logs/*.csv``, ``gs://...``, any fsspec URL;
+credentials and endpoint from the standard environment, see :mod:`store.location`). Every stage reads a source's
+bytes through two functions, so local files and objects are read alike: :func:`open_source` (sequential reads: the
+header, the type sample, the block planner's one forward pass) and :func:`read_range` (one block, for a parsing
+worker). A local path is a plain ``open``; an object is read with one ranged GET per read — never downloaded whole,
+never through a read-ahead cache — so memory stays what the caller asked for.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +16,21 @@ import io
 import os
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterator
 
-from store.errors import SourceError
+from store.errors import SourceError, StoreError
+from store.location import filesystem, is_remote
 
 from .config import MAX_RECORD_BYTES
 from .quotes import first_record_end
 
-__all__ = ["SourceFile", "resolve_sources", "read_header"]
+__all__ = ["SourceFile", "resolve_sources", "read_header", "open_source", "read_range", "source_readable"]
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One input CSV: path, which split it feeds, and where its data starts (after BOM and header)."""
+    """One input CSV: path (absolute, or the object's URL), which split it feeds, and where its data starts (after
+    BOM and header); ``version`` is an object's ETag (else its modification time), empty for a local file."""
 
     path: str
     split: str
@@ -27,9 +38,11 @@ class SourceFile:
     mtime_ns: int
     data_start: int
     header_lines: int
+    version: str = ""
 
     def fingerprint(self) -> list:
-        return [self.path, self.size, self.mtime_ns]
+        """What ``--resume`` compares: path, size, and the modification time (an object's ETag)."""
+        return [self.path, self.size, self.version or self.mtime_ns]
 
 
 def _expand(source: str) -> list[str]:
@@ -48,6 +61,17 @@ def _expand(source: str) -> list[str]:
     raise SourceError(f"{source}: no such file or folder; check the path", path=source)
 
 
+def _listing(source: str) -> Iterator[tuple[str, str, int, int, str]]:
+    """(name for messages, path to store, size, mtime_ns, version) of every file ``source`` names, in order."""
+    if is_remote(source):
+        for url, size, version in _list_objects(source):
+            yield url, url, size, 0, version
+        return
+    for path in _expand(source):
+        st = os.stat(path)
+        yield path, os.path.abspath(path), st.st_size, st.st_mtime_ns, ""
+
+
 def resolve_sources(sources: list[str], val: list[str], encoding: str) -> tuple[list[SourceFile], list[str]]:
     """All input files in order (training sources, then validation sources) and the shared header.
 
@@ -58,16 +82,15 @@ def resolve_sources(sources: list[str], val: list[str], encoding: str) -> tuple[
     first = None
     for split, group in (("train", sources), ("validation", val)):
         for source in group:
-            for path in _expand(source):
-                names, data_start, lines = read_header(path, encoding)
+            for name, path, size, mtime_ns, version in _listing(source):
+                names, data_start, lines = read_header(name, encoding, size)
                 if header is None:
-                    header, first = names, path
+                    header, first = names, name
                 elif names != header:
-                    raise SourceError(f"{path}: header differs from {first}: {_diff(header, names)}; all files must "
-                                      "share one header", path=path)
-                st = os.stat(path)
-                files.append(SourceFile(os.path.abspath(path), split, st.st_size, st.st_mtime_ns, data_start, lines))
-    assert header is not None  # _expand never returns an empty list
+                    raise SourceError(f"{name}: header differs from {first}: {_diff(header, names)}; all files must "
+                                      "share one header", path=name)
+                files.append(SourceFile(path, split, size, mtime_ns, data_start, lines, version))
+    assert header is not None  # _expand and _list_objects never return an empty list
     return files, header
 
 
@@ -78,11 +101,16 @@ def _diff(a: list[str], b: list[str]) -> str:
     return f"{len(a)} columns there, {len(b)} here"
 
 
-def read_header(path: str, encoding: str) -> tuple[list[str], int, int]:
-    """Column names, the byte offset where data starts, and how many lines the header takes."""
+def read_header(path: str, encoding: str, size: int | None = None) -> tuple[list[str], int, int]:
+    """Column names, the byte offset where data starts, and how many lines the header takes (``size``: the file's
+    size when the caller knows it)."""
+    if size is None:
+        size = _size(path)
+    # An object's first read is small: a GET per file of a glob of thousands, where headers are short.
+    first = 64 * 1024 if is_remote(path) else 1 << 20
     try:
-        with open(path, "rb") as f:
-            head, end = _read_header_record(f, path)
+        with open_source(path, size) as f:
+            head, end = _read_header_record(f, path, first)
     except SourceError:  # an OSError too
         raise
     except OSError as exc:
@@ -115,20 +143,16 @@ def read_header(path: str, encoding: str) -> tuple[list[str], int, int]:
     dupes = sorted(n for n, count in Counter(names).items() if count > 1)  # names.count: quadratic in columns
     if dupes:
         raise SourceError(f"{path}:1: duplicate column names {dupes}; rename them", path=path, line=1)
-    if end >= os_size(path):
+    if end >= size:
         raise SourceError(f"{path}: has a header but no data rows", path=path)
     return names, end, head[:end].count(b"\n")
 
 
-def os_size(path: str) -> int:
-    return os.stat(path).st_size
-
-
-def _read_header_record(f, path: str) -> tuple[bytearray, int | None]:
+def _read_header_record(f, path: str, want: int) -> tuple[bytearray, int | None]:
     """The file's first bytes, read until the header record ends (returns its end, just past the newline) or the
-    file does (None). A header longer than MAX_RECORD_BYTES is refused, never cut short: a cut header gave a
-    bogus duplicate name or a silently shorter schema (issue 11)."""
-    head, odd, want = bytearray(), False, 1 << 20
+    file does (None); ``want`` bytes first, then twice as many each time. A header longer than MAX_RECORD_BYTES is
+    refused, never cut short: a cut header gave a bogus duplicate name or a silently shorter schema (issue 11)."""
+    head, odd = bytearray(), False
     while True:
         want = min(want, MAX_RECORD_BYTES + 1 - len(head))
         data = f.read(want)
@@ -146,3 +170,169 @@ def _read_header_record(f, path: str) -> tuple[bytearray, int | None]:
             raise SourceError(f"{path}:1: the header does not end within {mib}, the most one record may span: {why}; "
                               "check that this is a CSV file whose first line names the columns", path=path, line=1)
         want *= 2
+
+
+# -- reading bytes: local files and objects alike ------------------------------------------------------------------
+
+def open_source(path: str, size: int):
+    """A binary file over a source of ``size`` bytes, for sequential reads (``seek``, ``read(n)``, a context
+    manager): ``open`` for a local path; for a URL, each ``read(n)`` is one ranged GET of those bytes."""
+    if not is_remote(path):
+        return open(path, "rb")
+    return _RangedObject(path, size)
+
+
+def read_range(path: str, start: int, end: int) -> bytes:
+    """Bytes ``start:end`` of a source: one read of a local file, one ranged GET of an object."""
+    if not is_remote(path):
+        with open(path, "rb") as f:
+            f.seek(start)
+            return f.read(end - start)
+    fs, root = filesystem(path)
+    try:
+        return fs.cat_file(root, start=start, end=end)
+    except _remote_failures() as exc:
+        raise _remote_error(path, exc) from None
+
+
+def source_readable(path: str) -> bool:
+    """Whether this process can read the source (a local path exists; an object answers with its metadata): what a
+    Dask worker checks before the ingest sends it work."""
+    if not is_remote(path):
+        return os.path.exists(path)
+    try:
+        fs, root = filesystem(path)
+        fs.info(root)
+    except (StoreError,) + _remote_failures():
+        return False
+    return True
+
+
+class _RangedObject:
+    """A read-only file over one object of known size: each ``read(n)`` is one ranged GET of exactly those bytes
+    (no HEAD request, no read-ahead cache: fsspec's default readahead would fetch a block past every read)."""
+
+    def __init__(self, url: str, size: int):
+        self.url, self.size, self.pos = url, size, 0
+        self.fs, self.root = filesystem(url)
+
+    def seek(self, pos: int) -> int:
+        self.pos = pos
+        return pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = self.size if n < 0 else min(self.pos + n, self.size)
+        if end <= self.pos:
+            return b""
+        try:
+            data = self.fs.cat_file(self.root, start=self.pos, end=end)
+        except _remote_failures() as exc:
+            raise _remote_error(self.url, exc) from None
+        self.pos += len(data)
+        return data
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _size(path: str) -> int:
+    if not is_remote(path):
+        return os.stat(path).st_size
+    fs, root = filesystem(path)
+    try:
+        return int(fs.info(root)["size"])
+    except _remote_failures() as exc:
+        raise _remote_error(path, exc) from None
+
+
+# -- objects: listing and errors -----------------------------------------------------------------------------------
+
+def _list_objects(source: str) -> list[tuple[str, int, str]]:
+    """(URL, size, version) of every object ``source`` names, in name order: an object, the ``*.csv`` objects
+    directly under a prefix (a "folder", as for a local folder), or those a glob pattern matches. One listing
+    request per source (plus one for a single object), so a glob of thousands of objects costs no HEAD each."""
+    fs, root = filesystem(source)
+    try:
+        if glob.has_magic(root):
+            found = [info for _, info in sorted(fs.glob(root, detail=True).items()) if info.get("type") == "file"]
+            if not found:
+                raise _not_found(fs, source, root, "pattern matches no objects")
+        else:
+            info = fs.info(root)
+            if info.get("type") == "directory":
+                found = sorted((i for i in fs.ls(root, detail=True)
+                                if i.get("type") == "file" and i["name"].endswith(".csv")), key=lambda i: i["name"])
+                if not found:
+                    raise SourceError(f"{source}: prefix holds no *.csv objects; point SOURCE at the CSV objects",
+                                      path=source)
+            else:
+                found = [info]
+    except FileNotFoundError as exc:
+        if isinstance(exc, SourceError):
+            raise
+        raise _not_found(fs, source, root, "no such object or prefix") from None
+    except _remote_failures() as exc:
+        raise _remote_error(source, exc) from None
+    return [(fs.unstrip_protocol(i["name"]), int(i["size"]), _version(i)) for i in found]
+
+
+def _version(info: dict) -> str:
+    """What changes when an object is rewritten: its ETag (S3, MinIO, R2...), GCS's generation or hash, else its
+    modification time."""
+    for key in ("ETag", "etag", "generation", "md5Hash", "LastModified", "mtime", "updated"):
+        if info.get(key) not in (None, ""):
+            return f"{key}={info[key]}"
+    return ""
+
+
+def _not_found(fs, source: str, root: str, what: str) -> SourceError:
+    """``what`` happened at ``source``; says so, or that its bucket does not exist."""
+    bucket = root.split("/", 1)[0]
+    try:
+        missing = not fs.exists(bucket)
+    except _remote_failures():
+        missing = False
+    if missing:
+        return SourceError(f"{source}: no such bucket {bucket!r}; check the URL and the endpoint "
+                           "(AWS_ENDPOINT_URL for S3-compatible servers)", path=source)
+    return SourceError(f"{source}: {what}; check the URL", path=source)
+
+
+def _remote_error(url: str, exc: BaseException) -> SourceError:
+    """One line for a failed request to object storage, naming the URL and what to check."""
+    credentials = ("AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY" if url.startswith(("s3://", "s3a://"))
+                   else "the credentials of its fsspec backend")
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, FileNotFoundError):
+        return SourceError(f"{url}: no such object ({reason}); check the URL (was it deleted during the ingest?)",
+                           path=url)
+    if isinstance(exc, PermissionError):
+        return SourceError(f"{url}: access denied ({reason}); check the credentials ({credentials}) and that they "
+                           "may list and read it", path=url)
+    return SourceError(f"{url}: cannot read ({type(exc).__name__}: {reason}); check the URL, the endpoint "
+                       f"(AWS_ENDPOINT_URL for S3-compatible servers), the credentials ({credentials}) and the "
+                       "network", path=url)
+
+
+_FAILURES: tuple | None = None
+
+
+def _remote_failures() -> tuple:
+    """The exceptions a request to object storage may raise: OSError (fsspec backends translate most errors into
+    its subclasses), and botocore's own (missing credentials, unreachable endpoint) where s3fs is installed."""
+    global _FAILURES
+    if _FAILURES is None:
+        kinds: list = [OSError]
+        try:
+            from botocore.exceptions import BotoCoreError
+            kinds.append(BotoCoreError)
+        except ImportError:
+            pass
+        _FAILURES = tuple(kinds)
+    return _FAILURES

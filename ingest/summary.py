@@ -118,7 +118,9 @@ class Summary:
             bounds[split] = np.concatenate([[0], np.cumsum(sizes)])
         return buckets, bounds
 
-    def attributes(self, files, config, rejects: str | None) -> dict:
+    def attributes(self, files, config, rejects: str | None, timings: dict | None = None) -> dict:
+        """The root attributes the ingest adds: statistics, and the record of how the store was made (with the
+        stages' ``timings``, the only part that differs between two runs of the same command)."""
         numeric = {c: self.kinds[c] != "category" for c in self.parser.header}
         return {
             "statistics": {split: {c: s.to_json(numeric[c]) for c, s in cols.items()}
@@ -128,7 +130,7 @@ class Summary:
                 "options": config.content_options(),
                 "rows_read": self.rows_read, "rows_stored": sum(self.rows.values()),
                 "rows_rejected": self.rows_rejected, "rejects": rejects,
-            },
+            } | ({"timings": timings} if timings is not None else {}),
         }
 
 

@@ -275,6 +275,13 @@ def _check_ingest(ck: _Fields, info: dict) -> None:
         ck.get(src, "path", str, f"ingest.sources[{i}].path")
         ck.get(src, "split", str, f"ingest.sources[{i}].split")
         ck.integer(src, "bytes", 0, 2**63 - 1, f"ingest.sources[{i}].bytes")
+    for stage, seconds in (ck.get(info, "timings", dict, "ingest.timings", optional=True) or {}).items():
+        if not isinstance(seconds, dict):
+            ck.fail(f"ingest.timings.{stage}", seconds, "a JSON object")
+        for key in ("wall", "cpu"):
+            value = seconds.get(key, _MISSING)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e12:
+                ck.fail(f"ingest.timings.{stage}.{key}", value, "a number of seconds from 0 to 1e12")
 
 
 class _Files:

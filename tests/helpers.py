@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import json
 import os
+import signal
 
 import numpy as np
 import pandas as pd
+import pytest
 
 
 def assert_same_values(got: pd.DataFrame, expected: pd.DataFrame) -> None:
@@ -31,3 +36,34 @@ def subprocess_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+def without_timings(root_meta: bytes) -> bytes:
+    """A store's root ``zarr.json`` without ``ingest.timings``, the stages' wall and CPU seconds: the one part of a
+    store that differs between two runs of the same ingest. Asserts the timings were there, and writes the rest as
+    the store writer does, so two stores' root metadata still compare byte for byte."""
+    meta = json.loads(root_meta)
+    info = meta["attributes"]["tabular_store"]["ingest"]
+    assert set(info.pop("timings")) >= {"plan", "parse", "merge", "sort", "write"}
+    return json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8")
+
+
+@contextlib.contextmanager
+def deadline(seconds: int, what: str):
+    """Fail the test with a clear message when the block runs longer than ``seconds`` (a hang, not a slow machine).
+
+    SIGALRM interrupts the main thread, even while it waits for worker processes; a hang that holds the GIL never
+    sees the signal, so after twice the time faulthandler dumps every thread's stack and ends the process (the
+    run fails loudly rather than waits forever). Main thread only (POSIX signals)."""
+    def expired(signum, frame):
+        pytest.fail(f"{what} did not finish within {seconds} s: a hang", pytrace=False)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    faulthandler.dump_traceback_later(2 * seconds, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

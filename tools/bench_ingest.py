@@ -5,6 +5,16 @@ the store's size against the CSV's.
     python -m tools.bench_ingest                  # 1M-row synthetic quest log (~330 MB)
     python -m tools.bench_ingest --scale 3        # also a 3x larger input: peak RSS must not grow > 25 %
     python -m tools.bench_ingest --quick          # tiny, for the test suite
+
+Scaling over cores (issue 12 §4): ``--files N`` writes N CSV files (consecutive parts of one log, in parallel)
+holding ``--rows`` rows in all, and ingests them with each ``--workers`` count, against one
+``pandas.read_csv(chunksize)`` process reading the files in turn and against N such processes reading one file
+each at once (the same cores parsing, nothing else):
+
+    python -m tools.bench_ingest --files 16 --rows 10000000 --workers 1,2,4,8,16
+    python -m tools.bench_ingest --files 2 --quick    # tiny, for the test suite
+
+Only ingest, pandas and psutil are needed (no TensorFlow).
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import argparse
 import os
 import shutil
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 from .measure import machine, median, run_measured
 from .synth import write_csv
@@ -21,15 +32,32 @@ BASELINE = """
 import sys, time
 import pandas as pd
 t = time.perf_counter()
-rows = sum(len(c) for c in pd.read_csv(sys.argv[1], chunksize=100_000))
+rows = sum(len(c) for path in sys.argv[1:] for c in pd.read_csv(path, chunksize=100_000))
 print(time.perf_counter() - t, rows)
+"""
+
+# N processes, one file each, started by fork after pandas is imported (as ingest's workers are): the clock covers
+# the pool's start, as ingest's own clock does.
+PARALLEL_BASELINE = """
+import multiprocessing, sys, time
+import pandas as pd
+
+def rows(path):
+    return sum(len(c) for c in pd.read_csv(path, chunksize=100_000))
+
+if __name__ == "__main__":
+    t = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(len(sys.argv) - 1) as pool:
+        n = sum(pool.map(rows, sys.argv[1:], chunksize=1))
+    print(time.perf_counter() - t, n)
 """
 
 INGEST = """
 import sys
 from ingest import IngestConfig, ingest
-r = ingest(IngestConfig([sys.argv[1]], sys.argv[2], label="clear", val_fraction=0.1, overwrite=True,
-                        progress=False, compression=sys.argv[3]))
+workers = int(sys.argv[3]) or None
+r = ingest(IngestConfig(sys.argv[4:], sys.argv[1], label="clear", val_fraction=0.1, overwrite=True,
+                        progress=False, compression=sys.argv[2], workers=workers))
 print(r.seconds, r.rows_read)
 """
 
@@ -50,7 +78,7 @@ def measure(csv_path: str, work: str, repeat: int, compression: str = "lz4") -> 
         out, _, rss = run_measured([sys.executable, "-c", BASELINE, csv_path], env=_env())
         base_t.append(float(out.split()[0]))
         base_rss.append(rss)
-        out, _, rss = run_measured([sys.executable, "-c", INGEST, csv_path, store, compression], env=_env())
+        out, _, rss = run_measured([sys.executable, "-c", INGEST, store, compression, "0", csv_path], env=_env())
         ing_t.append(float(out.split()[0]))
         ing_rss.append(rss)
     size = os.path.getsize(csv_path)
@@ -60,6 +88,79 @@ def measure(csv_path: str, work: str, repeat: int, compression: str = "lz4") -> 
     return result
 
 
+def write_files(folder: str, files: int, rows: int) -> list[str]:
+    """``files`` CSV files holding consecutive parts of one ``rows``-row quest log, written in parallel; files
+    already there are kept (each appears under its name only once written whole)."""
+    sizes = [rows // files + (i < rows % files) for i in range(files)]
+    paths = [os.path.join(folder, f"part_{i:03d}.csv") for i in range(files)]
+    todo = [(path, n, sum(sizes[:i])) for i, (path, n) in enumerate(zip(paths, sizes)) if not os.path.exists(path)]
+    if todo:
+        os.makedirs(folder, exist_ok=True)
+        with ProcessPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
+            list(pool.map(_write_part, *zip(*todo)))
+    return paths
+
+
+def _write_part(path: str, rows: int, offset: int) -> None:
+    write_csv(path + ".partial", rows, seed=0, offset=offset)
+    os.replace(path + ".partial", path)
+
+
+def measure_scaling(paths: list[str], work: str, workers: list[int], repeat: int) -> dict:
+    """Case ("pandas", "pandas-parallel" or a worker count) -> (median seconds, peak RSS in MiB of its process
+    tree), and "load": the load average before the first run. The cases interleave in every round, so drifts of a
+    shared machine spread over all of them."""
+    store = os.path.join(work, "bench-scaling.zarr")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cases = {"pandas": [BASELINE, *paths], "pandas-parallel": [PARALLEL_BASELINE, *paths]}
+    cases |= {w: [INGEST, store, "lz4", str(w), *paths] for w in workers}
+    seconds: dict = {case: [] for case in cases}
+    rss: dict = {case: [] for case in cases}
+    for _ in range(repeat):
+        for case, script in cases.items():
+            out, _, peak = run_measured([sys.executable, "-c", *script], env=_env())
+            seconds[case].append(float(out.split()[0]))
+            rss[case].append(peak)
+    shutil.rmtree(store, ignore_errors=True)
+    return {case: (median(seconds[case]), max(rss[case])) for case in cases} | {"load": load}
+
+
+def scaling_table(paths: list[str], rows: int, workers: list[int], results: dict, repeat: int) -> list[str]:
+    mb = sum(os.path.getsize(p) for p in paths) / 1e6
+    n = len(paths)
+    one, pandas, parallel = results.get(1, (0,))[0], results["pandas"][0], results["pandas-parallel"][0]
+    lines = [f"machine: {machine()}",
+             f"input: {n} CSV files, {rows:,} rows, {mb:,.0f} MB in all; median of {repeat} run(s), warm page cache; "
+             "seconds as each process's own clock says (after imports, pool start included); load average "
+             f"{results['load']:.1f} before the first run (other work on the machine makes the figures rough)", "",
+             "| case | processes | seconds | MB/s | vs ingest 1 worker | vs pandas 1 process | "
+             f"vs pandas {n} processes | peak RSS (MiB) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    cases = [(f"pandas.read_csv(chunksize), 1 process, the {n} files in turn", 1, "pandas"),
+             (f"pandas.read_csv(chunksize), {n} processes, one file each", n, "pandas-parallel")]
+    cases += [(f"ingest --workers {w}", w, w) for w in workers]
+    for name, processes, case in cases:
+        t, peak = results[case]
+        vs_one = f"{one / t:.2f}x" if one and isinstance(case, int) else "-"
+        lines.append(f"| {name} | {processes} | {t:.2f} | {mb / t:,.0f} | {vs_one} | {pandas / t:.2f}x | "
+                     f"{parallel / t:.2f}x | {peak:,.0f} |")
+    return lines
+
+
+def _scaling(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        workers = [int(w) for w in args.workers.split(",")]
+    except ValueError:
+        workers = []
+    if not workers or min(workers) < 1 or args.files < 1:
+        parser.error(f"--files must be >= 1 and --workers a list of counts >= 1 such as 1,2,4 (got {args.workers!r})")
+    if args.quick:
+        args.rows, args.repeat = 8_000, 1
+    paths = write_files(os.path.join(args.data, f"files_{args.files}x{args.rows}"), args.files, args.rows)
+    results = measure_scaling(paths, args.data, workers, args.repeat)
+    print("\n".join(scaling_table(paths, args.rows, workers, results, args.repeat)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench_ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -67,7 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=0, help="also measure a SCALE x larger input's peak RSS")
     parser.add_argument("--data", default="data/bench", help="where the CSV files and stores go")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (for the test suite)")
+    parser.add_argument("--files", type=int, default=0, metavar="N",
+                        help="scaling mode: write N files holding --rows rows in all, ingest them with each --workers")
+    parser.add_argument("--workers", default="1,2,4,8,16", metavar="LIST",
+                        help="scaling mode: worker counts, comma-separated (default 1,2,4,8,16)")
     args = parser.parse_args(argv)
+    if args.files:
+        return _scaling(args, parser)
     if args.quick:
         args.rows, args.repeat = 5_000, 1
     os.makedirs(args.data, exist_ok=True)

@@ -73,22 +73,24 @@ def generate_frame(rows: int, *, seed: int = 0, start: int = 0) -> pd.DataFrame:
     return frame
 
 
-def _pieces(rows: int, seed: int):
+def _pieces(rows: int, seed: int, offset: int = 0):
     for start in range(0, rows, _ROWS_PER_PIECE):
-        yield generate_frame(min(_ROWS_PER_PIECE, rows - start), seed=seed, start=start)
+        yield generate_frame(min(_ROWS_PER_PIECE, rows - start), seed=seed, start=offset + start)
 
 
-def write_csv(path: str | os.PathLike, rows: int, *, seed: int = 0, sort_by_label: bool = False) -> Path:
+def write_csv(path: str | os.PathLike, rows: int, *, seed: int = 0, sort_by_label: bool = False,
+              offset: int = 0) -> Path:
     """Write a ``rows``-row quest log to ``path`` (streamed in pieces: memory stays bounded).
 
     ``sort_by_label`` writes all ``clear == 0`` rows first, the worst case for training on consecutive rows.
+    ``offset`` starts at that row of the log, so several files can hold consecutive parts of one log.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="") as out:
         labels = (0, 1) if sort_by_label else (None,)
         for i, label in enumerate(labels):
-            for j, piece in enumerate(_pieces(rows, seed)):
+            for j, piece in enumerate(_pieces(rows, seed, offset)):
                 if label is not None:
                     piece = piece[piece["clear"] == label]
                 piece.to_csv(out, index=False, header=(i == 0 and j == 0), lineterminator="\n")

@@ -4,6 +4,7 @@ rejects file listing every skipped row with its file and line."""
 from __future__ import annotations
 
 import csv
+import os
 
 import pandas as pd
 import pytest
@@ -171,3 +172,62 @@ def test_a_header_that_never_ends_is_refused_in_one_line(tmp_path):
     with pytest.raises(SourceError, match=r"short.csv:1: unbalanced quotes in the header: a quote opened on line 1 "
                                           "is never closed"):
         read_header(short, "utf-8")
+
+
+# -- a user error leaves nothing to resume: the corrected command just runs (issue 13) ------------------------------
+
+def _many_rows(bad_line: int | None = None) -> str:
+    """~200 KB: several parse blocks with ``small_blocks``; the row on ``bad_line`` has a score that is not a float."""
+    lines = ["id,name,score"] + [f"{i},n{i % 3},{i / 4}" for i in range(1, 12_000)]
+    if bad_line is not None:
+        lines[bad_line - 1] = f"{bad_line},n1,abc"
+    return "\n".join(lines) + "\n"
+
+
+DTYPES = {"id": "int", "name": "category", "score": "float"}
+
+
+def test_after_a_bad_row_the_fixed_input_ingests_without_flags(tmp_path, small_blocks):
+    from ingest import IngestConfig, ingest
+    from store import partial_path
+    path = _csv(tmp_path, _many_rows(bad_line=9_000))
+    out = str(tmp_path / "s.zarr")
+    config = dict(sources=[path], out=out, workers=1, progress=False, dtypes=DTYPES)
+    with pytest.raises(BadRowError, match=r":9000: column 'score': expected float, found 'abc'"):
+        ingest(IngestConfig(**config))
+    assert not os.path.exists(partial_path(out)) and sorted(os.listdir(tmp_path)) == ["in.csv"]
+    _csv(tmp_path, _many_rows())  # the user fixes the row and runs the same command: no --resume, no --overwrite
+    assert ingest(IngestConfig(**config)).rows == {"train": 11_999}
+
+
+def test_an_option_error_found_after_the_work_folder_was_made_leaves_nothing(tmp_path):
+    from ingest import IngestConfig, ingest
+    from store import SchemaError, partial_path
+    path = _csv(tmp_path, GOOD)
+    out = str(tmp_path / "s.zarr")
+    with pytest.raises(SchemaError, match="unknown columns"):  # found while inferring types, inside the work folder
+        ingest(IngestConfig(sources=[path], out=out, workers=1, progress=False, dtypes={"nope": "int"}))
+    assert not os.path.exists(partial_path(out))
+    ingest(IngestConfig(sources=[path], out=out, workers=1, progress=False))
+
+
+def test_a_resumed_ingest_keeps_its_work_on_a_typo_and_drops_it_on_a_bad_row(tmp_path, small_blocks, monkeypatch):
+    from ingest import IngestConfig, ingest
+    from store import OutputExistsError, SchemaError, partial_path
+    from tests.ingest.test_resume import Crash, _crash_after
+    path = _csv(tmp_path, _many_rows(bad_line=11_000))
+    out = str(tmp_path / "s.zarr")
+    config = dict(sources=[path], out=out, workers=1, progress=False, dtypes=DTYPES)
+    with monkeypatch.context() as patch:
+        _crash_after(patch, "parse_block", 1)  # a crash before the block with the bad row
+        with pytest.raises(Crash):
+            ingest(IngestConfig(**config))
+    with pytest.raises(SchemaError, match="unknown columns"):  # a typo in the --resume command: the work stays
+        ingest(IngestConfig(**config | {"dtypes": DTYPES | {"nope": "int"}}, resume=True))
+    with pytest.raises(OutputExistsError, match="--resume"):
+        ingest(IngestConfig(**config))
+    with pytest.raises(BadRowError, match=r":11000: column 'score'"):  # the input itself must change: nothing stays
+        ingest(IngestConfig(**config, resume=True))
+    assert not os.path.exists(partial_path(out))
+    _csv(tmp_path, _many_rows())
+    assert ingest(IngestConfig(**config)).rows == {"train": 11_999}

@@ -13,7 +13,7 @@ import pytest
 
 import ingest.blocks
 import ingest.quotes
-from ingest.blocks import plan_blocks
+from ingest.blocks import plan_blocks, split_records
 from ingest.cli import main
 from ingest.config import BLOCK_BYTES, MAX_RECORD_BYTES
 from ingest.quotes import first_record_end, last_record_end
@@ -71,13 +71,13 @@ def big(tmp_path):
 
 
 class _Counting:
-    """``open`` for ingest.blocks that counts the bytes the planner reads."""
+    """``open_source`` for ingest.blocks that counts the bytes the planner reads."""
 
     def __init__(self):
         self.read = 0
 
-    def __call__(self, path, mode="r"):
-        f = open(path, mode)
+    def __call__(self, path, size):
+        f = open(path, "rb")
         original = f.read
 
         def read(n=-1):
@@ -161,7 +161,7 @@ def test_planner_reads_and_searches_each_byte_once_at_the_real_block_size(big, m
     size = len(data)
     assert 95e6 < size < 110e6
     counting = _Counting()
-    monkeypatch.setattr(ingest.blocks, "open", counting, raising=False)
+    monkeypatch.setattr(ingest.blocks, "open_source", counting)
     searched = []
     search = ingest.blocks.last_record_end
     monkeypatch.setattr(ingest.blocks, "last_record_end",
@@ -198,7 +198,7 @@ def test_unclosed_quote_in_a_large_file_stops_at_once(tmp_path, big, monkeypatch
     path = big("open.csv")
     quote = _unclosed_quote_file(path, 100 * 10**6)
     counting = _Counting()
-    monkeypatch.setattr(ingest.blocks, "open", counting, raising=False)
+    monkeypatch.setattr(ingest.blocks, "open_source", counting)
     started = time.monotonic()
     assert main([str(path), "--out", str(tmp_path / "s.zarr"), "--on-bad-rows", policy, "--quiet"]) == 1
     err = capsys.readouterr().err
@@ -236,3 +236,42 @@ def test_unclosed_quote_near_the_end_is_one_rejected_record(tmp_path, big, make_
         assert f.readline() == b"file,line,column,reason,record\r\n"
         assert f.read(len(str(path)) + 7) == str(path).encode() + b",20001,"
     assert os.path.getsize(rejects) > os.path.getsize(path) - quote  # the record, whole
+
+
+# -- split_records: a block's bytes -> records (the parse stage's first step) ----------------------------------------
+
+def _records(data: bytes) -> list[tuple[bytes, int]]:
+    starts, ends, lines = split_records(data)
+    return [(data[s:e], int(n)) for s, e, n in zip(starts, ends, lines)]
+
+
+@pytest.mark.parametrize("data, records", [
+    (b"a,b\nc,d\n", [(b"a,b", 0), (b"c,d", 1)]),
+    (b"a,b\nc,d", [(b"a,b", 0), (b"c,d", 1)]),  # no newline at the end of the last block
+    (b'1,"x\ny",z\n2,w\n', [(b'1,"x\ny",z', 0), (b"2,w", 2)]),  # a newline inside quotes; lines still counted
+    (b'1,"say ""hi""\nthere"\n2\n', [(b'1,"say ""hi""\nthere"', 0), (b"2", 2)]),  # doubled quotes stay inside
+    (b"a\n\n  \n\t\nb\n", [(b"a", 0), (b"b", 4)]),  # blank and whitespace-only lines dropped, as pandas does
+    (b"a\r\nb\r\n", [(b"a\r", 0), (b"b\r", 1)]),  # only \n ends a record; the parser removes the \r
+    (b'1,"open\n2,3\n', [(b'1,"open\n2,3\n', 0)]),  # a quote never closed: the rest, its newlines quoted, is one
+                                                  # record (the parser reports it as a bad row)
+    (b"", []),
+    (b"\n\n", []),
+    (b"x", [(b"x", 0)]),
+])
+def test_split_records(data, records):
+    assert _records(data) == records
+
+
+def test_split_records_agrees_with_a_character_by_character_reading():
+    rng = random.Random(3)
+    for _ in range(300):
+        data = bytes(rng.choice(b'ab, "\n\n\r') for _ in range(rng.randint(0, 80)))
+        expected, start, quoted = [], 0, False
+        for i, byte in enumerate(data + b"\n"):
+            if byte == 34:
+                quoted = not quoted
+            elif byte == 10 and (not quoted or i == len(data)):
+                if data[start:i].strip():
+                    expected.append((data[start:i], data.count(b"\n", 0, start)))
+                start = i + 1
+        assert _records(data) == expected, data

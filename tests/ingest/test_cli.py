@@ -33,6 +33,13 @@ def test_every_flag_reaches_the_config(tmp_path):
     assert cfg.shuffle and cfg.batch_size == 1000 and cfg.rejects == "s.rejects.csv"
 
 
+def test_val_fraction_zero_means_no_validation_split(quest_csv, tmp_path, capsys):
+    assert _config(["x.csv", "--out", "s", "--val-fraction", "0"]).val_fraction is None
+    out = str(tmp_path / "s.zarr")
+    assert main([quest_csv, "--out", out, "--label", "clear", "--val-fraction", "0", "--workers", "1", "--quiet"]) == 0
+    assert open_store(out).rows == {"train": 3000}
+
+
 def test_cli_ingests_and_prints_a_summary(quest_csv, tmp_path, capsys):
     out = str(tmp_path / "s.zarr")
     assert main([quest_csv, "--out", out, "--label", "clear", "--val-fraction", "0.1", "--workers", "1"]) == 0
@@ -53,7 +60,10 @@ def test_cli_ingests_and_prints_a_summary(quest_csv, tmp_path, capsys):
     (["{wide}", "--batch-size", "1000000"], ("makes chunks of 305 MiB (1,000,000 rows x 80 float32 columns); a "
                                              "chunk is built and read whole in memory, so it is limited to 256 MiB: "
                                              "pass --batch-size 838,860 or less")),
-    (["{csv}", "--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
+    (["{csv}", "--val-fraction", "1.5"], "--val-fraction must be at least 0 (0: no validation split) and below 1"),
+    (["{csv}", "--val-fraction", "1"], "--val-fraction must be at least 0 (0: no validation split) and below 1, got 1"),
+    (["{csv}", "--val-fraction", "-0.1"], "--val-fraction must be at least 0"),
+    (["{csv}", "--val-fraction", "nan"], "--val-fraction must be at least 0"),
     (["{csv}", "--workers", "0"], "--workers must be >= 1"),
     (["{csv}", "--seed", "-1"], "--seed must be in"),
     (["{empty}"], "file is empty"),

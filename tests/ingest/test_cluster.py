@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -22,7 +23,14 @@ from tests.ingest.test_shuffle import _arrays  # noqa: E402
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory):
     """Address of a Dask scheduler with two single-threaded worker processes, all on 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("dask")
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as address:
+        yield address
+
+
+@contextmanager
+def dask_cluster(folder):
+    """A Dask scheduler and two single-threaded worker processes on 127.0.0.1 (run in ``folder``, with this
+    process's environment as it is now); yields the scheduler's address."""
     info = str(folder / "scheduler.json")
     common = dict(env=subprocess_env(), cwd=str(folder), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",

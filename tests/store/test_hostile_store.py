@@ -367,6 +367,11 @@ def _edit_attrs(path: str, edit) -> None:
     ("schema", {"columns": "abc"}, r'schema.columns is "abc", expected a JSON list'),
     ("statistics", {"train": {"score": {"count": "2"}}}, r'statistics.train.score.count is "2", expected a JSON'),
     ("ingest", {"rows_read": 5}, r"ingest is .*expected rows_read, rows_stored and rows_rejected together"),
+    ("ingest", {"timings": [1]}, r"ingest.timings is \[1\], expected a JSON object"),
+    ("ingest", {"timings": {"parse": {"wall": "1", "cpu": 0}}}, r'ingest.timings.parse.wall is "1", expected a '
+                                                                r"number of seconds from 0 to 1e12"),
+    ("ingest", {"timings": {"sort": {"wall": 1.5}}}, r"ingest.timings.sort.cpu is missing, expected a number"),
+    ("ingest", {"timings": {"x": {"wall": -1, "cpu": 0}}}, r"ingest.timings.x.wall is -1, expected a number"),
 ])
 def test_wrong_types_and_ranges_are_one_line(copy, field, value, message):
     _edit_attrs(copy, lambda a: a.__setitem__(field, value))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -19,6 +20,33 @@ def test_ingest_benchmark_quick(tmp_path, capsys):
     assert out.startswith("machine: ") and "cores" in out
     row = _rows(out)[1]
     assert re.search(r"\| 5,000 rows, \d+ MB \| lz4 \| [\d.]+ s .* \| [\d.]+x \| \d+ / \d+ MiB \| [\d.]+ \|", row)
+
+
+def test_ingest_scaling_benchmark_quick_runs_without_tensorflow(tmp_path):
+    """--files N: N files written in parallel, ingested with each worker count against 1 and N pandas processes; on
+    a machine without TensorFlow (imports of tensorflow or keras fail in every process of the run)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+    blocker = tmp_path / "no_tf"
+    blocker.mkdir()
+    for module in ("tensorflow", "keras"):
+        (blocker / f"{module}.py").write_text(f"raise ImportError('no {module} on this machine')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(blocker), ROOT]))
+    result = subprocess.run([sys.executable, "-m", "tools.bench_ingest", "--files", "2", "--quick", "--workers", "1,2",
+                             "--data", str(tmp_path / "data")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert out.startswith("machine: ") and "input: 2 CSV files, 8,000 rows" in out
+    assert sorted(os.listdir(tmp_path / "data" / "files_2x8000")) == ["part_000.csv", "part_001.csv"]
+    rows = {r.split("|")[1].strip(): r for r in _rows(out)[1:]}
+    assert list(rows) == ["pandas.read_csv(chunksize), 1 process, the 2 files in turn",
+                          "pandas.read_csv(chunksize), 2 processes, one file each", "ingest --workers 1",
+                          "ingest --workers 2"]
+    number = r"[\d,.]+"
+    assert re.fullmatch(rf"\| ingest --workers 2 \| 2 \| {number} \| {number} \| {number}x \| {number}x \| "
+                        rf"{number}x \| {number} \|", rows["ingest --workers 2"])
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ import time
 
 
 from . import bench_ingest, bench_loader
+from ._extras import require
 from .measure import machine, median, run_measured
 from .synth import write_csv, write_split_files
 
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median; default 3)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run each (for the test suite)")
     args = parser.parse_args(argv)
+    require("psutil", "pyarrow", "matplotlib")
     if args.quick:
         args.rows, args.repeat = 20_000, 1
     os.makedirs(args.out, exist_ok=True)

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from ._extras import require
 from .measure import machine, median, run_measured
 
 INGEST = """
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="data/bench_categories")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
+    require("psutil")
     if args.quick:
         args.rows, args.data = 20_000, os.path.join(args.data, "quick")
     os.makedirs(args.data, exist_ok=True)

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+from tools._extras import require
 from tools.measure import free_ports
 
 
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         listen, target, ms = args.proxy
         asyncio.run(_proxy(int(listen), int(target), float(ms) / 1000))
         return 0
+    require("moto", "flask", "fsspec", "s3fs")
 
     from ingest import IngestConfig, ingest
     from tools.measure import machine

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 
+from tools._extras import require
 from tools.measure import free_ports, machine, median
 
 
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
+    require("distributed")
 
     from ingest import IngestConfig, ingest
     from tools.synth import write_csv

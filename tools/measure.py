@@ -44,6 +44,8 @@ def median(values) -> float:
 
 def run_measured(argv: list[str], env: dict | None = None) -> tuple[str, float, float]:
     """Run a command; return (stdout, wall seconds, peak RSS in MiB of the whole process tree)."""
+    from ._extras import require
+    require("psutil")  # one line naming the bench extra for a tool that did not check its needs itself
     import psutil
 
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -140,7 +140,7 @@ def train(cfg: RunConfig) -> dict:
         history = rundir.clean_history(os.path.join(cfg.out, rundir.HISTORY))
         metrics = _final_metrics(model, val_seq, history)
         rundir.write_json(os.path.join(cfg.out, "metrics.json"), metrics)
-        learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), history)
+        learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), history, spec.task)
         return metrics
     except Exception as exc:
         error = _feed_error(exc, train_seq, val_seq)

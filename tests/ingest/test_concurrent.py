@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pickle
 import threading
+import time
 
 import numpy as np
 import pytest
 
+import ingest.pipeline as ingest_pipeline
 from ingest import IngestConfig, ingest
 from store import StoreError, open_store
 
 
-def test_readers_see_old_or_new_store_or_a_clear_error(tmp_path, quest_csv, small_blocks):
+def test_readers_see_old_or_new_store_or_a_clear_error(tmp_path, quest_csv, small_blocks, monkeypatch):
     versions = {}  # the exact row order each seed gives, from stores nobody replaces
     for seed in (1, 2, 3, 4):
         ref = str(tmp_path / f"ref{seed}.zarr")
@@ -21,9 +23,21 @@ def test_readers_see_old_or_new_store_or_a_clear_error(tmp_path, quest_csv, smal
     out = str(tmp_path / "s.zarr")
     ingest(IngestConfig([quest_csv], out, seed=1, workers=1, progress=False))
     seen, errors, done = [], [], threading.Event()
+    reads, swaps = [], []  # (start, end) of every read, and of every swap (the publishing renames and removals)
+    publish = ingest_pipeline._publish
+
+    def timed_publish(*args):
+        started = time.monotonic()
+        try:
+            return publish(*args)
+        finally:
+            swaps.append((started, time.monotonic()))
+
+    monkeypatch.setattr(ingest_pipeline, "_publish", timed_publish)
 
     def reader():
         while not done.is_set():
+            started = time.monotonic()
             try:
                 ids = open_store(out).read_frame("train", columns=["attempt_id"])["attempt_id"].to_numpy()
             except StoreError as exc:  # between the two renames, or a chunk of the removed store
@@ -32,17 +46,27 @@ def test_readers_see_old_or_new_store_or_a_clear_error(tmp_path, quest_csv, smal
             except FileNotFoundError as exc:  # zarr-python opening an array of the renamed store
                 errors.append(str(exc))
                 continue
+            finally:
+                reads.append((started, time.monotonic()))
             seen.append(next((seed for seed, v in versions.items() if np.array_equal(ids, v)), "mixed"))
+
+    def overlaps() -> int:
+        return sum(1 for r0, r1 in list(reads) for s0, s1 in swaps if r0 <= s1 and s0 <= r1)
 
     threads = [threading.Thread(target=reader) for _ in range(2)]
     for t in threads:
         t.start()
-    for seed in (2, 3, 4):
-        ingest(IngestConfig([quest_csv], out, seed=seed, overwrite=True, workers=1, progress=False))
+    for _ in range(3):  # more rounds only while no read has overlapped a swap yet (timing-dependent)
+        for seed in (2, 3, 4):
+            ingest(IngestConfig([quest_csv], out, seed=seed, overwrite=True, workers=1, progress=False))
+        if overlaps():
+            break
     done.set()
     for t in threads:
         t.join()
+    assert overlaps() >= 1, f"no read overlapped any of the {len(swaps)} swaps: the test exercised nothing"
     assert seen and "mixed" not in seen  # every successful read is one complete version
+    assert len(set(seen)) >= 2  # the readers saw the store change under them
     assert all("\n" not in e for e in errors)
     final = open_store(out).read_frame("train", columns=["attempt_id"])["attempt_id"].to_numpy()
     assert np.array_equal(final, versions[4])

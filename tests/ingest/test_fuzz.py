@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import csv
 import random
+import sys
+import time
 
 import pytest
 
 from ingest import IngestConfig, ingest
 from store import StoreError, open_store
+from tests.helpers import deadline
+
+# A case takes under a second on the 2-core machine; a minute is a hang.
+CASE_SECONDS = 60
 
 GOOD = ('id,name,score,level,when\n' + "".join(
     f'{i},"n{i % 7}, x",{i / 8},{i % 5},2024-01-{1 + i % 28:02d}\n' for i in range(400)))
@@ -52,13 +58,32 @@ def test_hostile_csv_is_accounted_or_refused(tmp_path, seed, small_blocks):
                                dtypes={"id": "int", "score": "float"} if seed % 2 else {})
 
 
+def _hang(*args):
+    time.sleep(3600)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_hang_fails_the_case_with_a_message(tmp_path, small_blocks, monkeypatch, workers):
+    """The deadline is real: a parse that never returns (inline, or in a worker process) fails the case."""
+    import ingest.passes
+    monkeypatch.setattr(ingest.passes, "parse_block", _hang)
+    monkeypatch.setattr(sys.modules[__name__], "CASE_SECONDS", 2)
+    path = tmp_path / "good.csv"
+    path.write_text(GOOD)
+    started = time.monotonic()
+    with pytest.raises(pytest.fail.Exception, match=r"did not finish within 2 s: a hang"):
+        check_accounted_or_refused(path, tmp_path, workers=workers, dtypes={})
+    assert time.monotonic() - started < 30
+
+
 def check_accounted_or_refused(path, tmp_path, workers: int, dtypes: dict) -> None:
     """Ingest ``path`` skipping bad rows: exact accounting, or a one-line StoreError (anything else fails)."""
     rejects = tmp_path / "rejects.csv"
     config = IngestConfig([str(path)], str(tmp_path / "s.zarr"), on_bad_rows="skip", rejects=str(rejects),
                           workers=workers, progress=False, dtypes=dtypes)
     try:
-        result = ingest(config)
+        with deadline(CASE_SECONDS, f"ingest of {path} (workers={workers}, dtypes={dtypes})"):
+            result = ingest(config)
     except StoreError as exc:
         assert "\n" not in str(exc) and str(exc)
         return

@@ -7,15 +7,14 @@ import json
 import os
 import re
 
+import keras
 import pytest
 
-keras = pytest.importorskip("keras")
-
-import trainer.run  # noqa: E402
-import trainer.rundir  # noqa: E402
-from store import open_store  # noqa: E402
-from trainer.cli import build_parser, main, run_config  # noqa: E402
-from trainer.run import RunConfig, evaluate, predict, train  # noqa: E402
+import trainer.run
+import trainer.rundir
+from store import OutputExistsError, open_store
+from trainer.cli import build_parser, main, run_config
+from trainer.run import RunConfig, evaluate, predict, train
 
 
 def _history(run_dir):
@@ -45,6 +44,8 @@ def test_run_writes_the_run_directory(quest_store, tmp_path):
     for name in ("model.keras", "config.json", "history.csv", "metrics.json", "learning_curve.png",
                  "checkpoints/epoch_001.keras", "checkpoints/epoch_002.keras", "logs"):
         assert os.path.exists(os.path.join(run_dir, name)), name
+    png = open(os.path.join(run_dir, "learning_curve.png"), "rb").read()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"Matplotlib" in png[:4096]  # a chart with axes and labels
     rows = _history(run_dir)
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
@@ -116,7 +117,7 @@ def test_resume_after_a_crash_logs_each_epoch_once(quest_store, tmp_path, monkey
         patch.setattr(trainer.run, "_callbacks", lambda *a: real(*a) + [CrashAfterSecondEpoch()])
         with pytest.raises(_Crash):
             train(RunConfig(quest_store, run_dir, epochs=3, verbose=0))
-    with pytest.raises(Exception, match="already holds a run; pass --resume"):
+    with pytest.raises(OutputExistsError, match="already holds a run; pass --resume"):
         train(RunConfig(quest_store, run_dir, epochs=3, verbose=0))
     train(RunConfig(quest_store, run_dir, epochs=3, verbose=0, resume=True))
     assert [r["epoch"] for r in _history(run_dir)] == ["0", "1", "2"]
@@ -179,20 +180,33 @@ def test_kill_9_then_resume_ends_with_each_epoch_once(quest_store, tmp_path):
     import time
 
     from tests.helpers import subprocess_env
-    run_dir = str(tmp_path / "run")
-    argv = [sys.executable, "-m", "trainer", "run", quest_store, "--out", run_dir, "--epochs", "6", "--quiet"]
-    proc = subprocess.Popen(argv, env=subprocess_env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    history = os.path.join(run_dir, "history.csv")
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        if os.path.exists(history) and len(open(history).read().splitlines()) >= 3:  # header + 2 epochs
+
+    def killed_run(attempt: int, epochs_logged: int) -> tuple[list[str], bool]:
+        """Start a 6-epoch run, SIGKILL it once ``epochs_logged`` epochs are in history.csv (0: once it started);
+        return its argv and whether the kill interrupted it."""
+        run_dir = str(tmp_path / f"run{attempt}")
+        argv = [sys.executable, "-m", "trainer", "run", quest_store, "--out", run_dir, "--epochs", "6", "--quiet"]
+        proc = subprocess.Popen(argv, env=subprocess_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        history, config = os.path.join(run_dir, "history.csv"), os.path.join(run_dir, "config.json")
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            logged = len(open(history).read().splitlines()) - 1 if os.path.exists(history) else 0
+            if os.path.exists(config) and logged >= epochs_logged:
+                break
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return argv, not os.path.exists(os.path.join(run_dir, "metrics.json"))
+
+    # a kill that lands after the run finished proves nothing: try again, killing earlier each time
+    for attempt, epochs_logged in enumerate((2, 1, 0)):
+        argv, interrupted = killed_run(attempt, epochs_logged)
+        if interrupted:
             break
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    if os.path.exists(os.path.join(run_dir, "metrics.json")):
-        pytest.skip("training finished before the kill")
+    else:
+        pytest.fail("training finished before the kill in all 3 attempts; the test never interrupted a run")
+    run_dir = argv[argv.index("--out") + 1]
     resumed = subprocess.run(argv + ["--resume"], env=subprocess_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert [r["epoch"] for r in _history(run_dir)] == ["0", "1", "2", "3", "4", "5"]

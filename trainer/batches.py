@@ -62,7 +62,7 @@ class BatchSource:
         shuffle: permute chunks and mix rows across windows of chunks each epoch (seeded).
         seed: seed of that order.
         window: chunks per mixing window.
-        shard: ``(index, count)``: read only this worker's share of each epoch's chunks (multi-worker training).
+        share: ``(index, count)``: read only this worker's share of each epoch's chunks (multi-worker training).
             The epoch's chunk order is the same on every worker; worker ``index`` takes every ``count``-th chunk
             of it, ``chunks // count`` chunks in all, so the shares are disjoint and equally long (every worker
             runs the same number of steps); the up to ``count - 1`` chunks left over change from epoch to epoch
@@ -74,10 +74,10 @@ class BatchSource:
 
     def __init__(self, path: str, split: str = "train", *, label: str | None | type = ..., features=None,
                  batch_size: int | None = None, shuffle: bool = True, seed: int = 0, window: int = DEFAULT_WINDOW,
-                 shard: tuple[int, int] = (0, 1)):
+                 share: tuple[int, int] = (0, 1)):
         store = open_store(path)
         store.check_split(split)
-        self.shard = _check_shard(shard, -(-store.rows[split] // store.batch_size), split)
+        self.share = _check_share(share, -(-store.rows[split] // store.batch_size), split)
         self.path, self.split, self.shuffle, self.seed = path, split, shuffle, seed
         self.schema, self.rows, self.chunk_rows = store.schema, store.rows[split], store.batch_size
         self.batch_size = self._check_batch_size(batch_size)
@@ -163,15 +163,15 @@ class BatchSource:
         return -(-self.rows // self.chunk_rows)
 
     @property
-    def share(self) -> int:
-        """Chunks this source reads per epoch (all of them unless sharded)."""
-        index, count = self.shard
+    def chunks_per_epoch(self) -> int:
+        """Chunks this source reads per epoch (all of them unless shared among workers)."""
+        index, count = self.share
         return self.chunks if count == 1 else self.chunks // count
 
     def __len__(self) -> int:
-        if self.shard[1] == 1:
+        if self.share[1] == 1:
             return -(-self.rows // self.batch_size)
-        return -(-self.share // self.per_batch)
+        return -(-self.chunks_per_epoch // self.per_batch)
 
     def batches_per_window(self) -> int:
         return self.window // self.per_batch if self.shuffle else 1
@@ -184,13 +184,13 @@ class BatchSource:
         return i // per, i % per
 
     def epoch_chunks(self, epoch: int) -> np.ndarray:
-        """The chunks this source reads in ``epoch``, in reading order (this worker's share when sharded)."""
+        """The chunks this source reads in ``epoch``, in reading order (only this worker's share, see ``share``)."""
         cached = self._order
         if cached is None or cached[0] != epoch:  # once per epoch: the permutation grows with the store
             order = np.random.default_rng([self.seed, epoch]).permutation(self.chunks) if self.shuffle else \
                 np.arange(self.chunks)
-            index, count = self.shard
-            cached = self._order = (epoch, order if count == 1 else order[index::count][:self.share])
+            index, count = self.share
+            cached = self._order = (epoch, order if count == 1 else order[index::count][:self.chunks_per_epoch])
         return cached[1]
 
     def window_chunks(self, epoch: int, w: int) -> np.ndarray:
@@ -357,10 +357,10 @@ def _column_max(values: np.ndarray, fold: int = 64) -> np.ndarray:
     return np.maximum(top, values[full:].max(axis=0, initial=0))
 
 
-def _check_shard(shard, chunks: int, split: str) -> tuple[int, int]:
-    index, count = (int(v) for v in shard)
+def _check_share(share, chunks: int, split: str) -> tuple[int, int]:
+    index, count = (int(v) for v in share)
     if not 0 <= index < count:
-        raise OptionError(f"shard {index} of {count}: expected 0 <= index < count")
+        raise OptionError(f"share {index} of {count}: expected 0 <= index < count")
     if count > chunks:
         raise OptionError(f"the {split} split has {chunks} chunks, fewer than the {count} workers that share it; "
                           "use fewer workers or a smaller --batch-size at ingest")

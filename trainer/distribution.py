@@ -5,7 +5,7 @@
   (PerReplica...) to a Tensor"), so :func:`train_multi_worker` drives it with a custom step loop: each step runs
   ``strategy.run`` on the worker's own batch, Keras' optimizer all-reduces (sums) the gradients, and the loss is
   scaled by the global batch. Each worker reads a disjoint, equally long share of each epoch's chunks
-  (``BatchSource(shard=...)``); no worker reads every batch. Validation: each worker evaluates its share of the
+  (``BatchSource(share=...)``); no worker reads every batch. Validation: each worker evaluates its share of the
   validation chunks (all of them, none twice) and the metrics' states are summed across workers; the training
   metrics likewise, so ``history.csv`` has the columns of a single-process run (trainer.model.HEADS). The chief (task
   ``chief``, else worker 0) alone writes the run directory; every worker needs the store (a shared filesystem or
@@ -176,7 +176,7 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
     if cfg.mixed_precision:
         raise OptionError("--mixed-precision is not supported with multi-worker training (TF_CONFIG) yet")
     keras.utils.set_random_seed(cfg.seed)
-    label, train_seq, val_seq = sequences(cfg, shard=(cluster.index, cluster.count))
+    label, train_seq, val_seq = sequences(cfg, share=(cluster.index, cluster.count))
     held = None
     try:
         if cluster.chief:

@@ -78,26 +78,26 @@ class RunConfig:
         parse_save_every(self.save_every)
 
 
-def sequences(cfg: RunConfig, shard: tuple[int, int] = (0, 1)):
+def sequences(cfg: RunConfig, share: tuple[int, int] = (0, 1)):
     """(label, training sequence, validation sequence or None) for ``cfg``."""
     store = open_store(cfg.store)
     label = cfg.label if cfg.label is not None else store.label
     if label is None:
         raise OptionError(f"{cfg.store} has no label column; pass --label COL")
-    train_seq = _train_sequence(cfg, label, shard)
+    train_seq = _train_sequence(cfg, label, share)
     val_seq = None
     if store.rows.get("validation"):
-        val_seq = StoreSequence(cfg.store, "validation", shuffle=False, **_common(cfg, label, shard))
+        val_seq = StoreSequence(cfg.store, "validation", shuffle=False, **_common(cfg, label, share))
     return label, train_seq, val_seq
 
 
-def _common(cfg: RunConfig, label: str, shard: tuple[int, int]) -> dict:
+def _common(cfg: RunConfig, label: str, share: tuple[int, int]) -> dict:
     return dict(label=label, features=cfg.features, batch_size=cfg.batch_size, workers=cfg.workers,
-                use_multiprocessing=cfg.use_multiprocessing, shard=shard)
+                use_multiprocessing=cfg.use_multiprocessing, share=share)
 
 
-def _train_sequence(cfg: RunConfig, label: str, shard: tuple[int, int] = (0, 1)) -> StoreSequence:
-    return StoreSequence(cfg.store, "train", shuffle=True, seed=cfg.seed, **_common(cfg, label, shard))
+def _train_sequence(cfg: RunConfig, label: str, share: tuple[int, int] = (0, 1)) -> StoreSequence:
+    return StoreSequence(cfg.store, "train", shuffle=True, seed=cfg.seed, **_common(cfg, label, share))
 
 
 def feed(seq):

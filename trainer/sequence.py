@@ -40,7 +40,7 @@ class StoreSequence(keras.utils.PyDataset):
             with a one-line LoaderError within a second, never a hang (keras issue 11461).
         max_queue_size: passed to Keras (unused: Keras gets ``workers=1`` and no queue).
         window: chunks per mixing window.
-        shard: ``(index, count)``: this worker's disjoint share of each epoch (see BatchSource).
+        share: ``(index, count)``: this worker's disjoint share of each epoch (see BatchSource).
         ahead: windows loaded ahead (default ``2 * workers``, at least 2).
 
     Example::
@@ -52,12 +52,12 @@ class StoreSequence(keras.utils.PyDataset):
 
     def __init__(self, path: str, split: str = "train", *, label=..., features=None, batch_size=None,
                  shuffle: bool = True, seed: int = 0, workers: int = 1, use_multiprocessing: bool = False,
-                 max_queue_size: int = 10, window: int = DEFAULT_WINDOW, shard: tuple[int, int] = (0, 1),
+                 max_queue_size: int = 10, window: int = DEFAULT_WINDOW, share: tuple[int, int] = (0, 1),
                  ahead: int | None = None):
         # Keras reads in order on one thread; the parallel loading is the feed's (see the class docstring)
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
         source = BatchSource(path, split, label=label, features=features, batch_size=batch_size, shuffle=shuffle,
-                             seed=seed, window=window, shard=shard)
+                             seed=seed, window=window, share=share)
         self.feed = BatchFeed(source, workers=workers, processes=use_multiprocessing, ahead=ahead)
         self.source = source
         self._last = -1

@@ -126,8 +126,8 @@ def test_iter_batches_matches_the_source(tasks_store):
 
 @pytest.mark.parametrize("count", [2, 3])
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_shards_are_disjoint_equal_and_change_per_epoch(quest_store, count, shuffle):
-    sources = [BatchSource(quest_store, "train", shuffle=shuffle, seed=4, shard=(i, count)) for i in range(count)]
+def test_shares_are_disjoint_equal_and_change_per_epoch(quest_store, count, shuffle):
+    sources = [BatchSource(quest_store, "train", shuffle=shuffle, seed=4, share=(i, count)) for i in range(count)]
     whole = BatchSource(quest_store, "train", shuffle=shuffle, seed=4)
     for epoch in range(3):
         shares = [set(s.epoch_chunks(epoch).tolist()) for s in sources]
@@ -141,4 +141,4 @@ def test_shards_are_disjoint_equal_and_change_per_epoch(quest_store, count, shuf
 
 def test_more_workers_than_chunks_is_refused(quest_store):
     with pytest.raises(OptionError, match="fewer than the 99 workers"):
-        BatchSource(quest_store, "validation", shard=(0, 99))
+        BatchSource(quest_store, "validation", share=(0, 99))

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -279,33 +280,62 @@ def _map(config: IngestConfig, ctx: passes.Context):
 
 
 def _parse_pass(config: IngestConfig, ctx: passes.Context, total: int, timings: Timings) -> list[dict]:
-    """Pass 1 over every block, skipping blocks a previous run finished; metadata in block order. Planning the
-    blocks belongs to the "plan" stage, the pass itself to "parse"."""
-    metas: list[dict] = []
-    todo = []
-    with pass_bar("plan blocks", total, "B", enabled=config.progress) as bar:  # one read of every file, serial
-        for block in plan_blocks(ctx.files, BLOCK_BYTES):
-            meta_path = ctx.spill(block.index) + ".json"
-            if os.path.exists(meta_path):
-                with open(meta_path, encoding="utf-8") as f:
-                    metas.append(json.load(f))
-            else:
-                metas.append(None)
-                todo.append(block)
-            bar.update(block.end - block.start)
-    timings.begin("parse")
-    done = sum(m["bytes"] for m in metas if m is not None)
-    rows = sum(m["rows"] for m in metas if m is not None)
-    with pass_bar("pass 1/3 parse", total, "B", done=done, enabled=config.progress) as bar, \
+    """Pass 1 over every block, skipping blocks a previous run finished; metadata in block order.
+
+    Planning (one serial read of each file, cutting it at record ends) overlaps the parse: the pool takes blocks
+    from the planner as it finds them (``Pool.imap`` consumes its input in a thread of its own), so the workers
+    start on the first block at once instead of waiting for a read of the whole input. A planner error (a quote
+    never closed) comes after the blocks before it are parsed, so errors are reported in file order."""
+    timings.begin("parse")  # planning included: it runs alongside
+    planned = _Planned(ctx)
+    metas: dict[int, dict] = {}
+    rows = 0
+    with pass_bar("pass 1/3 parse", total, "B", enabled=config.progress) as bar, \
             _pool(config, ctx, timings) as run:
-        for block, meta in zip(todo, run(passes.parse_block, todo)):
-            metas[block.index] = meta
+        for meta in run(passes.parse_block, planned.todo()):
+            metas[meta["block"]] = meta
             rows += meta["rows"]
+            bar.update(meta["bytes"] + planned.take_resumed_bytes())
             bar.set_postfix_str(f"{rows:,} rows", refresh=False)
-            bar.update(meta["bytes"])
             if meta["bad"] and ctx.stop_at_bad_row:
-                break
-    return [m for m in metas if m is not None]
+                return [metas[k] for k in sorted(metas)]  # the first bad row in file order is in there
+        bar.update(planned.take_resumed_bytes())
+    if planned.error is not None:
+        raise planned.error
+    metas |= planned.resumed
+    return [metas[k] for k in sorted(metas)]
+
+
+class _Planned:
+    """The blocks to parse, planned lazily: blocks a previous run finished (their metadata saved) are kept aside,
+    and a planner error is kept to be raised by the parent once the blocks before it are parsed (raised inside
+    ``Pool.imap``'s feeder thread it would have to cross a pipe)."""
+
+    def __init__(self, ctx: passes.Context):
+        self.ctx = ctx
+        self.resumed: dict[int, dict] = {}
+        self.error: BaseException | None = None
+        self._resumed_bytes = 0
+        self._lock = threading.Lock()  # the planner runs in the pool's feeder thread, the bar in the parent's
+
+    def todo(self):
+        try:
+            for block in plan_blocks(self.ctx.files, BLOCK_BYTES):
+                meta_path = self.ctx.spill(block.index) + ".json"
+                if os.path.exists(meta_path):
+                    with open(meta_path, encoding="utf-8") as f:
+                        self.resumed[block.index] = json.load(f)
+                    with self._lock:
+                        self._resumed_bytes += block.end - block.start
+                else:
+                    yield block
+        except StoreError as exc:
+            self.error = exc
+
+    def take_resumed_bytes(self) -> int:
+        with self._lock:
+            n, self._resumed_bytes = self._resumed_bytes, 0
+        return n
 
 
 def _writer(config: IngestConfig, ctx: passes.Context, summary: Summary) -> StoreWriter:

@@ -209,6 +209,30 @@ def test_unclosed_quote_in_a_large_file_stops_at_once(tmp_path, big, monkeypatch
     print(f"refused in {time.monotonic() - started:.1f} s")  # ~0.5 s on the 2-core machine; not asserted
 
 
+def test_blocks_are_parsed_as_they_are_planned(quest_csv, tmp_path, monkeypatch, small_blocks):
+    """Planning overlaps the parse: with one worker (parsing inline) the events alternate — plan a block, parse it,
+    plan the next — instead of a read of the whole input first."""
+    import ingest.passes
+    import ingest.pipeline
+    events = []
+    real_plan, real_parse = ingest.pipeline.plan_blocks, ingest.passes.parse_block
+
+    def plan(*args):
+        for block in real_plan(*args):
+            events.append(("plan", block.index))
+            yield block
+
+    def parse(block):
+        events.append(("parse", block.index))
+        return real_parse(block)
+
+    monkeypatch.setattr(ingest.pipeline, "plan_blocks", plan)
+    monkeypatch.setattr(ingest.passes, "parse_block", parse)
+    assert main([quest_csv, "--out", str(tmp_path / "s.zarr"), "--workers", "1", "--quiet"]) == 0
+    blocks = sorted({i for _, i in events})
+    assert len(blocks) > 3 and events == [(kind, i) for i in blocks for kind in ("plan", "parse")]
+
+
 def test_a_line_longer_than_the_record_limit_is_refused(big):
     path = big("cr.csv")
     row = b"1,0.5,a,2024-01-01\r"  # bare carriage returns: the whole file is one line

@@ -48,7 +48,7 @@ def describe(path: str) -> dict:
         "columns": columns, "bytes_on_disk": disk, "source_bytes": source_bytes,
         "size_vs_source": disk / source_bytes if source_bytes else None,
         "ingest": {k: info.get(k) for k in ("sources", "options", "rows_read", "rows_stored", "rows_rejected",
-                                            "rejects")},
+                                            "rejects", "timings")},
     }
 
 
@@ -97,6 +97,9 @@ def _text(d: dict) -> str:
             lines.append(f"  {src['split']:<10} {src['bytes'] / 1e6:>10,.1f} MB  {src['path']}")
         if len(info["sources"]) > 10:
             lines.append(f"  ... and {len(info['sources']) - 10} more")
+    if info.get("timings"):  # validated when the store was opened: stage -> {"wall", "cpu"}
+        lines.append("ingest stages (wall / CPU s): " + ", ".join(
+            f"{stage} {t['wall']:.2f} / {t['cpu']:.2f}" for stage, t in info["timings"].items()))
     lines.append(f"{'column':<20} {'kind':<9} {'array[i]':<15} {'missing':>9} {'mean':>12} {'std':>12} "
                  f"{'min':>14} {'max':>14} vocab")
     for c in d["columns"]:

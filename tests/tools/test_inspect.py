@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -22,12 +23,14 @@ def test_describe_text_and_json(store, capsys):
     text = capsys.readouterr().out
     assert "tabular-zarr-store v2, complete" in text and "read 3,000 = stored 3,000 + rejected 0" in text
     assert "quest_name" in text and "x the source CSV" in text
+    assert re.search(r"ingest stages \(wall / CPU s\): plan [\d.]+ / [\d.]+, parse [\d.]+ / [\d.]+, merge", text)
     assert main([store, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["label"] == "clear" and sum(data["rows"].values()) == 3000
     assert data["arrays"]["train/float32"]["dtype"] == "float32" and 0 < data["size_vs_source"] < 1
     names = {c["name"]: c for c in data["columns"]}
     assert names["difficulty"]["vocabulary_size"] == 4 and names["clear"]["kind"] == "int"
+    assert set(data["ingest"]["timings"]) == {"plan", "parse", "merge", "sort", "write"}
 
 
 def test_verify_passes_on_a_good_store(store, capsys):

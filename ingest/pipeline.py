@@ -40,7 +40,7 @@ from .sources import resolve_sources
 from .summary import Summary, write_rejects
 from .timings import Timed, Timings, table
 
-__all__ = ["ingest", "IngestResult", "WORK_MARKER"]
+__all__ = ["ingest", "IngestResult", "WORK_MARKER", "is_store"]
 
 # Written first into every work directory: the only kind --resume continues and --overwrite deletes.
 WORK_MARKER = ".ingest-work"
@@ -151,7 +151,7 @@ def _prepare_output(config: IngestConfig, work: str) -> None:
     """Check what exists at OUT and OUT.partial against --overwrite / --resume; clean what must go."""
     out = config.out
     if os.path.exists(out):
-        if not _is_store(out):
+        if not is_store(out):
             raise OutputExistsError(f"{out} exists and is not a store; refusing to touch it: choose another --out",
                                     path=out)
         if config.resume and not os.path.exists(work):
@@ -227,7 +227,8 @@ def _is_work(path: str) -> bool:
     return os.path.isdir(path) and not os.path.islink(path) and os.path.isfile(os.path.join(path, WORK_MARKER))
 
 
-def _is_store(path: str) -> bool:
+def is_store(path: str) -> bool:
+    """Whether ``path`` holds a store of this tool (its root metadata says so): the only kind replaced or removed."""
     try:
         with open(os.path.join(path, "zarr.json"), encoding="utf-8") as f:
             return json.load(f).get("attributes", {}).get(ATTRS_KEY, {}).get("format") == FORMAT_NAME
@@ -418,6 +419,6 @@ def _remove_leftovers(out: str) -> None:
     ``….removing-ingest-PID``, with the work marker).
     A user's ``OUT.old-2024`` backup is not ours and stays."""
     for path in glob.glob(glob.escape(out) + _PARKED + "*"):
-        if re.fullmatch(r"\d+", path[len(out) + len(_PARKED):]) and _is_store(path) and not os.path.islink(path):
+        if re.fullmatch(r"\d+", path[len(out) + len(_PARKED):]) and is_store(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
     _remove_killed_work(partial_path(out))

@@ -67,3 +67,14 @@ def deadline(seconds: int, what: str):
         faulthandler.cancel_dump_traceback_later()
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def tree(path) -> dict[str, bytes]:
+    """Every file under ``path`` (relative name -> bytes): to check a folder came through untouched."""
+    out = {}
+    for folder, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(folder, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, path)] = f.read()
+    return out

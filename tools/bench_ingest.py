@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-from .measure import machine, median, run_measured
+from .measure import machine, median, remove_store, run_measured
 from .synth import write_csv
 
 BASELINE = """
@@ -84,7 +83,7 @@ def measure(csv_path: str, work: str, repeat: int, compression: str = "lz4") -> 
     size = os.path.getsize(csv_path)
     result = {"csv_mb": size / 1e6, "pandas_s": median(base_t), "pandas_rss": median(base_rss),
               "ingest_s": median(ing_t), "ingest_rss": max(ing_rss), "store_ratio": _size(store) / size}
-    shutil.rmtree(store, ignore_errors=True)
+    remove_store(store)
     return result
 
 
@@ -121,7 +120,7 @@ def measure_scaling(paths: list[str], work: str, workers: list[int], repeat: int
             out, _, peak = run_measured([sys.executable, "-c", *script], env=_env())
             seconds[case].append(float(out.split()[0]))
             rss[case].append(peak)
-    shutil.rmtree(store, ignore_errors=True)
+    remove_store(store)
     return {case: (median(seconds[case]), max(rss[case])) for case in cases} | {"load": load}
 
 

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-__all__ = ["machine", "median", "run_measured"]
+__all__ = ["machine", "median", "run_measured", "free_ports", "remove_store"]
 
 
 def machine() -> str:
@@ -90,3 +90,13 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+def remove_store(path: str) -> None:
+    """Delete the store a benchmark made at ``path`` — only a store of this tool (its root metadata says so); a
+    user's folder of that name is left alone."""
+    import shutil
+
+    from ingest.pipeline import is_store
+    if os.path.isdir(path) and not os.path.islink(path) and is_store(path):
+        shutil.rmtree(path)

@@ -16,6 +16,7 @@ from ingest.cli import build_parser, config_from_args
 from store import open_store
 from store.errors import OptionError
 from store.vocabulary import value_hashes
+from tests.helpers import tree
 
 
 @pytest.fixture
@@ -32,11 +33,6 @@ def sessions_csv(tmp_path):
     path = tmp_path / "sessions.csv"
     frame.to_csv(path, index=False)
     return str(path), frame
-
-
-def _tree(path):
-    return {os.path.relpath(os.path.join(d, n), path): open(os.path.join(d, n), "rb").read()
-            for d, _, names in os.walk(path) for n in names}
 
 
 def test_a_column_beyond_max_categories_is_hashed_and_the_label_never(tmp_path, sessions_csv):
@@ -81,9 +77,9 @@ def test_hashed_stores_are_the_same_for_any_number_of_workers(tmp_path, sessions
         out = str(tmp_path / f"s{workers}.zarr")
         run_ingest(IngestConfig([csv], out, label="outcome", max_categories=100, workers=workers, progress=False,
                                 val_fraction=0.2))
-        trees.append(_tree(out))
-    for tree in trees:
-        tree.pop("zarr.json")  # holds the output path of the rejects file
+        trees.append(tree(out))
+    for files in trees:
+        files.pop("zarr.json")  # holds the output path of the rejects file
     assert trees[0] == trees[1]
 
 

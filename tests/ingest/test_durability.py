@@ -12,33 +12,25 @@ from ingest import IngestConfig, ingest as run_ingest
 from ingest.cli import main
 from store import open_store, partial_path
 from store.lock import Lock
+from tests.helpers import tree
 
 OPTIONS = dict(label="clear", batch_size=256, workers=1, progress=False)
-
-
-def _tree(path) -> dict[str, bytes]:
-    out = {}
-    for folder, _, names in os.walk(path):
-        for name in names:
-            full = os.path.join(folder, name)
-            out[os.path.relpath(full, path)] = open(full, "rb").read()
-    return out
 
 
 @pytest.mark.parametrize("extra", [[], ["--overwrite"], ["--resume"]])
 def test_a_second_ingest_into_the_same_output_is_refused_and_touches_nothing(tmp_path, quest_csv, capsys, extra):
     out = str(tmp_path / "q.zarr")
     run_ingest(IngestConfig([quest_csv], out, **OPTIONS))
-    before = _tree(out)
+    before = tree(out)
     os.makedirs(partial_path(out))  # the running ingest's work (as far as the second one can see)
     (tmp_path / "q.zarr.partial" / ".ingest-work").write_text("{}")
-    work_before = _tree(partial_path(out))
+    work_before = tree(partial_path(out))
     with Lock(partial_path(out) + ".lock", "an ingest into q.zarr", made_by="ingest"):  # the first one, running
         assert main([quest_csv, "--out", out, "--label", "clear", "--quiet", *extra]) == 1
     err = capsys.readouterr().err
     assert err == (f"ingest: error: an ingest into {out} is in progress in another process (PID {os.getpid()}, "
                    f"lock {partial_path(out)}.lock); wait for it to finish or stop it, then run again\n")
-    assert _tree(out) == before and _tree(partial_path(out)) == work_before
+    assert tree(out) == before and tree(partial_path(out)) == work_before
 
 
 def test_a_lock_left_by_a_killed_ingest_does_not_block_and_is_cleaned(tmp_path, quest_csv):

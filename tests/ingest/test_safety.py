@@ -14,17 +14,9 @@ from ingest import IngestConfig, ingest as run_ingest
 from ingest.cli import main
 from ingest.destination import default_work_dir
 from store import OutputExistsError, open_store
+from tests.helpers import tree
 
 OPTIONS = dict(label="clear", batch_size=256, workers=1, progress=False)
-
-
-def _tree(path) -> dict[str, bytes]:
-    out = {}
-    for folder, _, files in os.walk(path):
-        for name in files:
-            full = os.path.join(folder, name)
-            out[os.path.relpath(full, path)] = open(full, "rb").read()
-    return out
 
 
 def test_a_foreign_partial_folder_is_never_continued_or_deleted(tmp_path, quest_csv, capsys):
@@ -36,7 +28,7 @@ def test_a_foreign_partial_folder_is_never_continued_or_deleted(tmp_path, quest_
         assert main([quest_csv, "--out", str(out), "--label", "clear", "--quiet", *extra]) == 1
         err = capsys.readouterr().err
         assert "was not made by ingest" in err and err.count("\n") == 1, err
-    assert _tree(foreign) == {"thesis.tex": b"years of work"}
+    assert tree(foreign) == {"thesis.tex": b"years of work"}
 
 
 def test_backups_beside_the_store_survive_a_successful_ingest(tmp_path, quest_csv):
@@ -76,7 +68,7 @@ def test_work_folder_and_foreign_prefixes_are_never_deleted(s3, tmp_path, quest_
     (work / "other-project.bin").write_bytes(b"not ours")
     argv = [quest_csv, "--label", "clear", "--quiet", "--work", str(work)]
     assert main(argv + ["--out", f"{s3}/q.zarr", "--overwrite"]) == 0
-    assert _tree(work) == {"other-project.bin": b"not ours"}  # its own work directory came and went
+    assert tree(work) == {"other-project.bin": b"not ours"}  # its own work directory came and went
     assert main(argv + ["--out", f"{s3}/q.zarr", "--overwrite", "--seed", "3"]) == 0  # replacing our store
     assert open_store(f"{s3}/q.zarr").attrs["ingest"]["options"]["seed"] == 3
     fs, root = fsspec.core.url_to_fs(s3)
@@ -88,3 +80,40 @@ def test_work_folder_and_foreign_prefixes_are_never_deleted(s3, tmp_path, quest_
         assert "holds objects that are not a store" in err and err.count("\n") == 1, err
     assert fs.cat_file(f"{root}/imagenet/train/n01440764/img1.jpeg") == b"jpeg"
     assert fs.cat_file(f"{root}/imagenet/validation/img2.jpeg") == b"jpeg"
+
+
+def test_folders_named_like_our_leftovers_survive_unless_they_carry_our_marker(tmp_path, quest_csv):
+    """An ingest cleans the work folders killed runs were making or deleting (``….creating-ingest-PID``,
+    ``….removing-ingest-PID``) only when they carry the work marker; a user's folder of that name stays."""
+    out = str(tmp_path / "q.zarr")
+    mine = [tmp_path / f"q.zarr.partial{kind}-ingest-{pid}" for kind, pid in ((".creating", 123), (".removing", 456))]
+    for folder in mine:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+    killed = tmp_path / "q.zarr.partial.removing-ingest-789"  # what a killed ingest left: marked
+    killed.mkdir()
+    (killed / ".ingest-work").write_text("{}")
+    run_ingest(IngestConfig([quest_csv], out, **OPTIONS))
+    assert all(tree(folder) == {"notes.txt": b"mine"} for folder in mine)
+    assert not killed.exists()
+
+
+def test_a_lock_file_name_that_is_not_ours_stops_the_ingest_untouched(tmp_path, quest_csv, capsys):
+    lock = tmp_path / "q.zarr.partial.lock"
+    lock.write_text("a user's file")
+    assert main([quest_csv, "--out", str(tmp_path / "q.zarr"), "--quiet"]) == 1
+    assert "is not a lock file of ingest; refusing to touch it" in capsys.readouterr().err
+    assert lock.read_text() == "a user's file" and not (tmp_path / "q.zarr").exists()
+
+
+def test_benchmarks_remove_only_stores_they_made(tmp_path, quest_csv):
+    from tools.measure import remove_store
+    folder = tmp_path / "store.zarr"
+    folder.mkdir()
+    (folder / "zarr.json").write_text('{"attributes": {}}')  # a Zarr group, but not a store of this tool
+    remove_store(str(folder))
+    assert tree(folder) == {"zarr.json": b'{"attributes": {}}'}
+    out = str(tmp_path / "made.zarr")
+    run_ingest(IngestConfig([quest_csv], out, **OPTIONS))
+    remove_store(out)
+    assert not os.path.exists(out)

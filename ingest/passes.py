@@ -1,8 +1,8 @@
-"""The three passes of an ingest, as plain functions of one work item, run inline or in worker processes.
+"""The two passes over the data of an ingest, as plain functions of one work item, run inline or in worker processes.
 
-1. ``parse_block``: CSV block -> typed rows, statistics, local vocabularies -> spill file grouped by bucket.
-2. ``sort_bucket``: one bucket from every spill file -> final types and codes, permuted -> one file per split/array.
-3. ``write_shard``: the rows of one shard, read from the sorted buckets -> one encoded shard file per array.
+1. ``parse_block``: CSV block -> typed rows, statistics, local vocabularies -> spill file grouped by (bucket, split).
+2. ``write_shard``: the rows of one shard, taken from the permuted buckets they fall in (read from every block's
+   spill file), converted to the final types and codes -> one encoded shard file per array.
 
 Each function writes its output under a temporary name and renames it, so a finished item is never redone by
 ``--resume`` and an interrupted one leaves nothing that looks finished. Context that every item shares (the parser,
@@ -12,25 +12,24 @@ the schema, the paths) is set once per process by :func:`set_context`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from store.errors import StoreError
-from store.files import write_atomic
 from store.schema import Schema
 from store.stats import ColumnStats
 from store.writer import StoreWriter
 
 from .blocks import Block
 from .parse import INT_MISSING, BlockParser, Parsed
-from .shuffle import (bucket_of, bucket_permutation, is_validation, read_spill_rows, record_dtype, row_hash,
-                      save_array, write_spill)
+from .shuffle import (ShardJob, SpillReader, bucket_of, bucket_permutation, is_validation, record_dtype, row_hash,
+                      write_spill)
 from .sources import SourceFile, read_range
 from .summary import write_block_rejects
 from .vocabulary import write_block as write_block_vocabulary
 
-__all__ = ["Context", "set_context", "parse_block", "sort_bucket", "write_shard", "SPLIT_NAMES"]
+__all__ = ["Context", "set_context", "parse_block", "write_shard", "SPLIT_NAMES"]
 
 SPLIT_NAMES = ("train", "validation")
 
@@ -49,8 +48,6 @@ class Context:
     stop_at_bad_row: bool
     schema: Schema | None = None
     writer: StoreWriter | None = None
-    bucket_rows: dict = field(default_factory=dict)  # split -> cumulative rows per bucket (pass 3)
-    buckets: list = field(default_factory=list)  # bucket ids in order (pass 3)
 
     @property
     def dtype(self) -> np.dtype:
@@ -67,12 +64,13 @@ class Context:
     def vocabulary(self, block: int) -> str:
         return self.spill(block) + ".vocab.npz"
 
+    @property
+    def segments(self) -> str:
+        return os.path.join(self.work, "segments.npy")
+
     def maps(self, column) -> str:
         """File of the categorical code maps of one column (or of their per-block offsets)."""
         return os.path.join(self.work, f"maps.{column}.npy")
-
-    def sorted(self, bucket: int, split: str, array: str) -> str:
-        return os.path.join(self.work, "sorted", f"{bucket:06d}.{split}.{array}.npy")
 
 
 _CTX: Context | None = None
@@ -112,11 +110,10 @@ def parse_block(block: Block) -> dict:
     write_block_vocabulary(c.vocabulary(block.index), parsed.vocab, counts)  # on disk, not in the parent's memory
     meta["stats"] = _block_stats(c.parser, parsed, split)
     records = np.empty(parsed.rows, c.dtype)
-    records["split"] = split
     for name, values in (("f", parsed.floats), ("i", parsed.ints), ("c", parsed.codes)):
         if name in records.dtype.names:
             records[name] = values
-    return write_spill(c.spill(block.index), records, buckets, meta)
+    return write_spill(c.spill(block.index), records, buckets, split, meta)
 
 
 def _block_stats(parser: BlockParser, parsed: Parsed, split: np.ndarray) -> dict:
@@ -141,44 +138,76 @@ def _block_stats(parser: BlockParser, parsed: Parsed, split: np.ndarray) -> dict
 
 # -- pass 2 -------------------------------------------------------------------------------------------------------
 
-def sort_bucket(job: tuple[int, list[tuple[int, int, int]]]) -> int:
-    """Gather bucket ``job[0]`` from its spill segments ``job[1]`` = [(block, first row, rows)], permute, convert to
-    the final types, and write one file per split and array. Returns the bucket's row count."""
+def write_shard(job: ShardJob) -> int:
+    """Write one shard of every array, its rows taken from the permuted buckets; returns its row count.
+
+    One bucket is in memory at a time: its rows of the split are read from every block's spill file (one read of
+    contiguous rows per block), their categorical codes mapped to the global ones, and the shard's positions of the
+    bucket's permutation gathered. Without a shuffle only the shard's rows of each block are read."""
     c = _CTX
-    bucket, segments = job
-    rows = np.empty(sum(count for _, _, count in segments), c.dtype)
+    s = SPLIT_NAMES.index(job.split)
+    table = _segments(c)
+    rows = np.empty(job.stop - job.start, c.dtype)
+    at = 0
+    with SpillReader(c.spill) as spill:
+        for unit, size, lo, hi in job.pieces:
+            if c.shuffle:
+                firsts, ends = table[:, 2 * unit + s], table[:, 2 * unit + s + 1]
+                blocks = np.flatnonzero(ends > firsts)
+                records = _read(c, spill, size, [(b, firsts[b], ends[b] - firsts[b]) for b in blocks.tolist()])
+                rows[at:at + hi - lo] = records[bucket_permutation(c.seed, unit, s, size)[lo:hi]]
+            else:
+                rows[at:at + hi - lo] = _read(c, spill, hi - lo, [(unit, table[unit, s] + lo, hi - lo)])
+            at += hi - lo
+    if at != len(rows):
+        raise StoreError(f"internal error: shard {job.shard} of {job.split} got {at} rows, expected {len(rows)}")
+    c.writer.write_shard(job.split, job.shard, _final_arrays(c, rows))
+    return len(rows)
+
+
+def _read(c: Context, spill: SpillReader, size: int, segments) -> np.ndarray:
+    """Rows of the spill ``segments`` [(block, first row, rows)], in order, with global categorical codes."""
+    records = np.empty(size, c.dtype)
     at = 0
     for block, first, count in segments:
-        part = rows[at:at + count]
-        read_spill_rows(c.spill(block), part, first)
-        if "c" in rows.dtype.names:
+        part = records[at:at + count]
+        spill.read(block, part, int(first))
+        if "c" in records.dtype.names:
             maps, offsets = _maps(c)
             for j in range(part["c"].shape[1]):
                 mapping = maps[j][offsets[j, block]:offsets[j, block + 1]]
                 part["c"][:, j] = mapping[part["c"][:, j] + 1]
         at += count
-    order = bucket_permutation(c.seed, bucket, len(rows)) if c.shuffle else np.arange(len(rows))
-    split_of = rows["split"][order]
-    for s, split in enumerate(SPLIT_NAMES):
-        selected = rows[order[split_of == s]]
-        for array, values in _final_arrays(c, selected).items():
-            save_array(c.sorted(bucket, split, array), values)
-    write_atomic(os.path.join(c.work, "sorted", f"{bucket:06d}.done"), b"")  # after the bucket's files are on disk
-    return len(rows)
+    if at != size:
+        raise StoreError(f"internal error: a bucket's segments hold {at} rows, its count says {size}")
+    return records
 
 
-_MAPS: dict = {}
+def _segments(c: Context) -> np.ndarray:
+    """The segment table (ingest.shuffle.Segments), memory-mapped once per process."""
+    return _cached(c, c.segments, lambda path: np.load(path, mmap_mode="r"))
+
+
+_CACHE: dict = {}
+
+
+def _cached(c: Context, path: str, load):
+    """``load(path)``, once per process and file: a later ingest to the same place writes new files."""
+    st = os.stat(path)
+    key = (path, st.st_ino, st.st_mtime_ns)
+    if key not in _CACHE:
+        for old in [k for k in _CACHE if k[0] == path]:
+            del _CACHE[old]
+        _CACHE[key] = load(path)
+    return _CACHE[key]
 
 
 def _maps(c: Context) -> tuple[list[np.ndarray], np.ndarray]:
     """The code maps, memory-mapped once per process."""
-    st = os.stat(c.maps("offsets"))
-    key = (c.work, st.st_ino, st.st_mtime_ns)  # a later ingest to the same place writes new maps
-    if key not in _MAPS:
-        _MAPS.clear()
-        offsets = np.load(c.maps("offsets"))
-        _MAPS[key] = [np.load(c.maps(j), mmap_mode="r") for j in range(len(offsets))], offsets
-    return _MAPS[key]
+    def load(path):
+        offsets = np.load(path)
+        return [np.load(c.maps(j), mmap_mode="r") for j in range(len(offsets))], offsets
+    return _cached(c, c.maps("offsets"), load)
 
 
 def _final_arrays(c: Context, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -195,30 +224,3 @@ def _final_arrays(c: Context, rows: np.ndarray) -> dict[str, np.ndarray]:
             values = np.where(values == INT_MISSING, np.iinfo(dtype).min, values)
             out[array] = values.astype(dtype)
     return out
-
-
-# -- pass 3 -------------------------------------------------------------------------------------------------------
-
-def write_shard(job: tuple[str, int]) -> int:
-    """Write shard ``job[1]`` of split ``job[0]`` from the sorted buckets; returns its row count."""
-    c = _CTX
-    split, shard = job
-    start = shard * c.writer.shard_rows
-    stop = min(start + c.writer.shard_rows, c.writer.rows[split])
-    bounds = c.bucket_rows[split]  # bounds[k] = first row of bucket c.buckets[k]; one extra entry at the end
-    first = int(np.searchsorted(bounds, start, side="right")) - 1
-    arrays = {}
-    for array in c.schema.arrays:
-        pieces, k = [], first
-        while k < len(c.buckets) and bounds[k] < stop:
-            lo, hi = max(start, bounds[k]), min(stop, bounds[k + 1])
-            if hi > lo:
-                data = np.load(c.sorted(c.buckets[k], split, array), mmap_mode="r")
-                pieces.append(np.asarray(data[lo - bounds[k]:hi - bounds[k]]))
-            k += 1
-        arrays[array] = np.concatenate(pieces)
-        if len(arrays[array]) != stop - start:
-            raise StoreError(f"internal error: shard {shard} of {split} got {len(arrays[array])} rows, "
-                             f"expected {stop - start}")
-    c.writer.write_shard(split, shard, arrays)
-    return stop - start

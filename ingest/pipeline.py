@@ -44,6 +44,8 @@ __all__ = ["ingest", "IngestResult", "WORK_MARKER", "is_store"]
 
 # Written first into every work directory: the only kind --resume continues and --overwrite deletes.
 WORK_MARKER = ".ingest-work"
+# The layout of the work files (spill, segments); a work directory of another layout is not resumed.
+WORK_LAYOUT = 2
 _PARKED = ".old-ingest-"  # OUT.old-ingest-PID: a store being replaced, until the new one is in place
 _REMOVING = ".removing-ingest-"  # WORK.removing-ingest-PID: a work directory being deleted
 _CREATING = ".creating-ingest-"  # WORK.creating-ingest-PID: a work directory being made
@@ -112,14 +114,16 @@ def _ingest(config: IngestConfig, started: float, timings: Timings) -> IngestRes
 
 def _build(config: IngestConfig, files: list, header: list[str], remote: bool, work: str, started: float,
            timings: Timings) -> IngestResult:
-    """The ingest proper, under the output's lock: prepare the output, three passes, publish; each stage timed."""
+    """The ingest proper, under the output's lock: prepare the output, two passes over the data, publish; each
+    stage timed."""
     (_prepare_remote_output if remote else _prepare_output)(config, work)
     kinds = infer_kinds(files[0], header, encoding=config.encoding, sample_rows=config.sample_rows,
                         explicit=config.dtypes)
     total = sum(f.size - f.data_start for f in files)
     n_buckets = max(1, math.ceil(total / BUCKET_BYTES))
     _check_plan(work, {"sources": [f.fingerprint() + [f.split] for f in files], "header": header,
-                       "kinds": kinds, "options": config.content_options(), "n_buckets": n_buckets})
+                       "kinds": kinds, "options": config.content_options(), "n_buckets": n_buckets,
+                       "work_layout": WORK_LAYOUT})
     ctx = passes.Context(work, files, BlockParser(header, kinds, config.encoding), config.seed, config.shuffle,
                          n_buckets, config.val_fraction, config.on_bad_rows == "error")
     metas = _parse_pass(config, ctx, total, timings)
@@ -131,8 +135,6 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
     summary.merge_vocabularies(ctx, config.max_categories)
     ctx.schema = summary.schema()
     ctx.writer = _writer(config, ctx, summary)
-    timings.begin("sort")
-    _sort_pass(config, ctx, summary, timings)
     timings.begin("write")
     _shard_pass(config, ctx, summary, timings)
     timings.begin("publish")  # the store records the stages before this one: its record is written now
@@ -197,7 +199,6 @@ def _new_work(config: IngestConfig, work: str) -> None:
     _remove_killed_work(work)
     building = f"{work}{_CREATING}{os.getpid()}"  # appears whole, marker included, or not at all
     os.makedirs(os.path.join(building, "spill"))
-    os.makedirs(os.path.join(building, "sorted"))
     write_atomic(os.path.join(building, WORK_MARKER),
                  json.dumps({"made_by": "ingest", "out": config.out, "pid": os.getpid()}).encode())
     publish(building, work)
@@ -291,7 +292,7 @@ def _parse_pass(config: IngestConfig, ctx: passes.Context, total: int, timings: 
     planned = _Planned(ctx)
     metas: dict[int, dict] = {}
     rows = 0
-    with pass_bar("pass 1/3 parse", total, "B", enabled=config.progress) as bar, \
+    with pass_bar("pass 1/2 parse", total, "B", enabled=config.progress) as bar, \
             _pool(config, ctx, timings) as run:
         for meta in run(passes.parse_block, planned.todo()):
             metas[meta["block"]] = meta
@@ -349,20 +350,16 @@ def _writer(config: IngestConfig, ctx: passes.Context, summary: Summary) -> Stor
     return writer
 
 
-def _sort_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, timings: Timings) -> None:
-    buckets = summary.bucket_segments()
-    jobs = [(b, segs) for b, segs in buckets.items()
-            if not os.path.exists(os.path.join(ctx.work, "sorted", f"{b:06d}.done"))]
-    _run_pass(config, ctx, timings, "pass 2/3 shuffle", passes.sort_bucket, jobs, len(buckets), "buckets")
-
-
 def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, timings: Timings) -> None:
-    ctx.buckets, ctx.bucket_rows = summary.bucket_bounds()
+    """Pass 2: every shard not written by an earlier run, straight from the spill files."""
+    segments = summary.segments(ctx.n_buckets, ctx.shuffle)
+    segments.save(ctx.segments)
+    jobs = [job for s, split in enumerate(summary.rows)
+            for job in segments.jobs(s, split, ctx.writer.shard_rows)]
     arrays = list(ctx.schema.arrays)
-    shards = [(split, shard) for split in summary.rows for shard in range(ctx.writer.shards(split))]
-    jobs = [(split, shard) for split, shard in shards
-            if not all(os.path.exists(shard_path(ctx.writer.path, split, a, shard)) for a in arrays)]
-    _run_pass(config, ctx, timings, "pass 3/3 write", passes.write_shard, jobs, len(shards), "shards")
+    todo = [job for job in jobs
+            if not all(os.path.exists(shard_path(ctx.writer.path, job.split, a, job.shard)) for a in arrays)]
+    _run_pass(config, ctx, timings, "pass 2/2 write", passes.write_shard, todo, len(jobs), "shards")
 
 
 def _run_pass(config: IngestConfig, ctx: passes.Context, timings: Timings, step: str, fn, jobs: list,

@@ -1,9 +1,12 @@
 """The deterministic external shuffle: row keys, buckets, spill files and the per-bucket permutation.
 
 Every row is keyed by (block index, position in block); a seeded 64-bit mix of the key picks its bucket and whether
-it goes to validation. The parsing pass appends rows to per-block spill files grouped by bucket; the second pass
-loads one bucket at a time (rows in key order), applies a permutation seeded by (seed, bucket) and writes the
-bucket's rows in their final order. Buckets in order, each permuted, make a uniformly shuffled sequence, and since
+it goes to validation. The parsing pass writes each block's rows to a spill file grouped by (bucket, split). In a
+split, the rows of bucket 0, then bucket 1, ... follow each other, each bucket's rows (in key order) permuted by a
+permutation seeded by (seed, bucket, split): buckets in order, each permuted, make a uniformly shuffled sequence.
+So the final position of every row is known once the parsing pass has counted the rows of each bucket, and the
+writing pass builds each shard straight from the spill files: it loads the (at most a few) buckets its rows come
+from, one at a time, and takes its rows of their permutation — no intermediate sorted copy of the data. Since
 blocks depend only on the input bytes, the result is the same for any number of workers.
 """
 
@@ -11,13 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from store.files import publish, temporary_name, write_atomic
 
-__all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "write_spill", "read_spill_rows",
-           "bucket_permutation", "save_array"]
+__all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "write_spill", "SpillReader", "Segments",
+           "ShardJob", "bucket_permutation", "save_array"]
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -52,37 +56,128 @@ def is_validation(hashes: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def record_dtype(n_float: int, n_int: int, n_cat: int) -> np.dtype:
-    """Row layout of spill files: split (0 train, 1 validation), floats, integers, local category codes."""
-    fields = [("split", "u1")]
-    for name, dtype, n in (("f", "<f4", n_float), ("i", "<i8", n_int), ("c", "<i4", n_cat)):
-        if n:
-            fields.append((name, dtype, (n,)))
-    return np.dtype(fields)
+    """Row layout of spill files: floats, integers, local category codes (the split is the segment's)."""
+    fields = [(name, dtype, (n,)) for name, dtype, n in (("f", "<f4", n_float), ("i", "<i8", n_int),
+                                                           ("c", "<i4", n_cat)) if n]
+    return np.dtype(fields or [("none", "u1")])
 
 
-def write_spill(path: str, records: np.ndarray, buckets: np.ndarray, meta: dict) -> dict:
-    """Write ``records`` grouped by bucket to ``path``.bin and their metadata to ``path``.json (last: its existence
-    marks the block done). Adds ``segments``: [bucket, first row, rows, validation rows] per non-empty bucket."""
-    order = np.argsort(buckets, kind="stable")
-    records, buckets = records[order], buckets[order]
-    ids, starts, counts = np.unique(buckets, return_index=True, return_counts=True)
-    val = np.add.reduceat(records["split"].astype(np.int64), starts) if len(records) else np.array([], np.int64)
-    meta = dict(meta, segments=[[int(b), int(s), int(c), int(v)] for b, s, c, v in zip(ids, starts, counts, val)])
-    write_atomic(path + ".bin", memoryview(records.view(np.uint8)))
+def write_spill(path: str, records: np.ndarray, buckets: np.ndarray, split: np.ndarray, meta: dict) -> dict:
+    """Write ``records`` grouped by (bucket, split) to ``path``.bin and their metadata to ``path``.json (last: its
+    existence marks the block done). Adds ``segments``: [bucket, split, first row, rows] per non-empty group, in
+    file order; rows keep their order within a group."""
+    keys = buckets.astype(np.int64) * 2 + split
+    if keys.size and keys.max() < 2**16:
+        keys = keys.astype(np.uint16)  # numpy sorts 16-bit keys stably by radix: O(n)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    ids, starts, counts = np.unique(keys, return_index=True, return_counts=True)
+    meta = dict(meta, segments=[[int(k) // 2, int(k) % 2, int(s), int(c)] for k, s, c in zip(ids, starts, counts)])
+    write_atomic(path + ".bin", memoryview(records[order].view(np.uint8)))
     write_atomic(path + ".json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
     return meta
 
 
-def read_spill_rows(path: str, out: np.ndarray, first: int) -> None:
-    """Fill ``out`` (a structured array) with rows ``first .. first+len(out)`` of a spill file."""
-    with open(path + ".bin", "rb") as f:
-        f.seek(first * out.dtype.itemsize)
-        if f.readinto(memoryview(out).cast("B")) != out.nbytes:
-            raise OSError(f"{path}.bin is shorter than its metadata says; re-run with --overwrite")
+class SpillReader:
+    """Reads row ranges of spill files into structured arrays, keeping each file open while it is used."""
+
+    def __init__(self, path_of):
+        self.path_of = path_of  # block index -> spill path (without .bin)
+        self._files: dict[int, int] = {}
+
+    def read(self, block: int, out: np.ndarray, first: int) -> None:
+        """Fill ``out`` with rows ``first .. first+len(out)`` of block ``block``'s spill file."""
+        fd = self._files.get(block)
+        if fd is None:
+            fd = self._files[block] = os.open(self.path_of(block) + ".bin", os.O_RDONLY)
+        view, at = memoryview(out).cast("B"), first * out.dtype.itemsize
+        while view.nbytes:
+            n = os.preadv(fd, [view], at)
+            if n <= 0:
+                raise OSError(f"{self.path_of(block)}.bin is shorter than its metadata says; re-run with "
+                              "--overwrite")
+            view, at = view[n:], at + n
+
+    def close(self) -> None:
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
-def bucket_permutation(seed: int, bucket: int, rows: int) -> np.ndarray:
-    return np.random.default_rng([seed, bucket]).permutation(rows)
+class Segments:
+    """Where each (bucket, split) lies in each block's spill file: the parsing pass's ``segments``, one row of counts
+    per block (``2 * buckets`` counts: bucket 0 train, bucket 0 validation, bucket 1 train, ...), kept as compact
+    arrays, not as the blocks' metadata. Saved as ``segments.npy`` (per block, the first row of each key and the
+    block's row count), which the writing pass memory-maps.
+
+    Without a shuffle every row is in bucket 0 and the blocks themselves are the units of the final order."""
+
+    def __init__(self, n_buckets: int, shuffle: bool):
+        self.keys = 2 * (n_buckets if shuffle else 1)
+        self.shuffle = shuffle
+        self.counts: dict[int, np.ndarray] = {}
+
+    def add(self, block: int, segments) -> None:
+        counts = np.zeros(self.keys, np.int64)
+        for bucket, split, _first, count in segments:
+            counts[2 * (bucket if self.shuffle else 0) + split] += count
+        self.counts[block] = counts
+
+    def rows(self, split: int) -> int:
+        return int(sum(c[split::2].sum() for c in self.counts.values()))
+
+    def save(self, path: str) -> None:
+        """Per block (row ``block``): the first spill row of each key, then the block's row count."""
+        blocks = max(self.counts, default=-1) + 1
+        table = np.zeros((blocks, self.keys + 1), np.int64)
+        for block, counts in self.counts.items():
+            table[block, 1:] = np.cumsum(counts)
+        save_array(path, table)
+
+    def jobs(self, split: int, name: str, shard_rows: int) -> list[ShardJob]:
+        """The shards of one split as work items: which bucket's (block's, without a shuffle) permuted rows each
+        takes."""
+        if self.shuffle:
+            units = list(range(self.keys // 2))
+            sizes = np.sum([c[split::2] for c in self.counts.values()], axis=0) if self.counts else np.zeros(0)
+        else:
+            units = sorted(self.counts)
+            sizes = np.array([self.counts[b][split] for b in units], np.int64)
+        bounds = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        out = []
+        for shard, start in enumerate(range(0, int(bounds[-1]), shard_rows)):
+            stop = min(start + shard_rows, int(bounds[-1]))
+            k, pieces = int(np.searchsorted(bounds, start, side="right")) - 1, []
+            while k < len(units) and bounds[k] < stop:
+                lo, hi = max(start, int(bounds[k])), min(stop, int(bounds[k + 1]))
+                if hi > lo:
+                    pieces.append((units[k], int(sizes[k]), lo - int(bounds[k]), hi - int(bounds[k])))
+                k += 1
+            out.append(ShardJob(name, shard, start, stop, tuple(pieces)))
+        return out
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Shard ``shard`` of split ``split``: rows ``start:stop`` of the split, taken from ``pieces``, in order:
+    (bucket — or block without a shuffle —, its rows in the split, first and end position among them)."""
+
+    split: str
+    shard: int
+    start: int
+    stop: int
+    pieces: tuple
+
+
+def bucket_permutation(seed: int, bucket: int, split: int, rows: int) -> np.ndarray:
+    """The order of a bucket's rows of one split in the store: position i holds the bucket's row ``perm[i]``."""
+    return np.random.default_rng([seed, bucket, split]).permutation(rows)
 
 
 def save_array(path: str, values: np.ndarray) -> None:

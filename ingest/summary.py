@@ -7,7 +7,6 @@ import io
 import shutil
 from collections import Counter
 
-import numpy as np
 
 from store.errors import BadRowError, OptionError
 from store.files import publish, temporary_name, write_atomic
@@ -18,6 +17,7 @@ from store.stats import ColumnStats
 
 from .config import MAX_CHUNK_BYTES
 from .parse import BlockParser
+from .shuffle import Segments
 from .vocabulary import Vocabulary, merge, write_maps
 
 __all__ = ["Summary", "write_rejects", "write_block_rejects"]
@@ -32,7 +32,7 @@ class Summary:
         self.rows_read = sum(m["rows_read"] for m in metas)
         self.first_bad_row = next((m["bad"][0] for m in metas if m["bad"]), None)
         self.rows_rejected = sum(m["rejected"] for m in metas)
-        val = sum(seg[3] for m in metas for seg in m.get("segments", ()))
+        val = sum(count for m in metas for _bucket, split, _first, count in m.get("segments", ()) if split == 1)
         stored = sum(m["rows"] for m in metas)
         self.rows = {"train": stored - val} | ({"validation": val} if "validation" in splits else {})
         self.stats = self._merge_stats()
@@ -95,28 +95,12 @@ class Summary:
                 "or less")
         return chunks_per_shard_for(batch_size, widest)
 
-    def bucket_segments(self) -> dict[int, list[tuple[int, int, int]]]:
-        """Bucket -> [(block, first row, rows)] in block order, buckets ascending."""
-        out: dict[int, list] = {}
+    def segments(self, n_buckets: int, shuffle: bool) -> Segments:
+        """Where every bucket's rows lie in the spill files (ingest.shuffle.Segments)."""
+        table = Segments(n_buckets, shuffle)
         for meta in self.metas:
-            for bucket, first, count, _val in meta.get("segments", ()):
-                out.setdefault(bucket, []).append((meta["block"], first, count))
-        return dict(sorted(out.items()))
-
-    def bucket_bounds(self) -> tuple[list[int], dict[str, np.ndarray]]:
-        """Bucket ids in order and, per split, the first row of each bucket (plus the total at the end)."""
-        per_bucket: dict[int, list[int]] = {}
-        for meta in self.metas:
-            for bucket, _first, count, val in meta.get("segments", ()):
-                acc = per_bucket.setdefault(bucket, [0, 0])
-                acc[0] += count - val
-                acc[1] += val
-        buckets = sorted(per_bucket)
-        bounds = {}
-        for s, split in enumerate(self.rows):
-            sizes = np.array([per_bucket[b][s] for b in buckets], dtype=np.int64)
-            bounds[split] = np.concatenate([[0], np.cumsum(sizes)])
-        return buckets, bounds
+            table.add(meta["block"], meta.get("segments", ()))
+        return table
 
     def attributes(self, files, config, rejects: str | None, timings: dict | None = None) -> dict:
         """The root attributes the ingest adds: statistics, and the record of how the store was made (with the

@@ -70,7 +70,7 @@ def test_every_publishing_rename_is_flushed_before_and_after(tmp_path, quest_csv
     names = {os.path.relpath(dst, tmp_path) for _, dst, _ in published}
     assert {"q.zarr", "q.zarr.partial", "q.zarr.partial/plan.json", "q.zarr.partial/store"} <= names
     assert any(n.startswith("q.zarr.partial/spill/") for n in names)
-    assert any(n.startswith("q.zarr.partial/sorted/") and n.endswith(".done") for n in names)
+    assert "q.zarr.partial/segments.npy" in names
     assert any(n.startswith("q.zarr.partial/store/train/") for n in names)  # the shards
 
 

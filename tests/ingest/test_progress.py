@@ -32,11 +32,11 @@ def test_one_bar_per_pass_on_a_terminal(quest_csv, tmp_path, stderr, small_block
     assert main([quest_csv, "--out", str(tmp_path / "s.zarr"), "--label", "clear", "--workers", "2"]) == 0
     text = err.getvalue()
     finals = [line.rsplit("\r", 1)[-1] for line in text.split("\n") if "pass " in line or "plan " in line]
-    assert [re.match(r"(pass \d/3 )?\w+", line)[0] for line in finals] == [
-        "pass 1/3 parse", "pass 2/3 shuffle", "pass 3/3 write"]  # planning runs alongside the parse
+    assert [re.match(r"(pass \d/2 )?\w+", line)[0] for line in finals] == [
+        "pass 1/2 parse", "pass 2/2 write"]  # planning runs alongside the parse
     assert all("100%" in line for line in finals) and all("3,000 rows" in line for line in finals), finals
     assert re.search(r"\d+(\.\d+)?[kMG]?B/s", finals[0])
-    assert re.search(r" buckets/s", finals[1]) and re.search(r" shards/s", finals[2])
+    assert re.search(r" shards/s", finals[1])
     assert text.rstrip().splitlines()[-1].startswith("ingested 3,000 rows")
 
 
@@ -55,6 +55,6 @@ def test_no_bar_when_the_config_says_so(quest_csv, make_store, stderr):
 
 def test_work_done_before_a_resume_counts_in_the_total_not_the_rate(stderr):
     err = stderr(tty=True)
-    with pass_bar("pass 2/3 shuffle", 10, "buckets", done=4) as bar:
+    with pass_bar("pass 2/2 write", 10, "shards", done=4) as bar:
         bar.update(1)
     assert "5/10" in err.getvalue().rsplit("\r", 1)[-1]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ingest.shuffle import Segments
 from store import open_store
 from tests.helpers import without_timings
 from tools.synth import write_csv
@@ -93,3 +94,49 @@ def test_statistics_match_numpy(quest_csv, make_store, small_blocks):
         assert stats["std"] == pytest.approx(values.std(), rel=1e-6)
         assert stats["min"] == values.min() and stats["max"] == values.max()
     assert store.statistics["train"]["quest_name"] == {"count": len(frame), "missing": 0}
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_shard_jobs_take_every_row_of_the_split_once(shuffle):
+    """The writing pass's work items (ingest.shuffle.Segments.jobs): consecutive shards of shard_rows rows, each
+    made of pieces of the buckets (blocks without a shuffle) in order, together every row of the split once."""
+    rng = np.random.default_rng(0)
+    table = Segments(n_buckets=5, shuffle=shuffle)
+    counts = {}
+    for block in range(7):
+        segments, first = [], 0
+        for bucket in range(5) if shuffle else [block]:
+            for split in (0, 1):
+                n = int(rng.integers(0, 40))
+                if n:
+                    segments.append([bucket, split, first, n])
+                    first += n
+                    key = (bucket if shuffle else block, split)
+                    counts[key] = counts.get(key, 0) + n
+        table.add(block, segments)
+    for split in (0, 1):
+        total = sum(n for (_unit, s), n in counts.items() if s == split)
+        assert table.rows(split) == total
+        jobs = table.jobs(split, "train", shard_rows=37)
+        assert [j.shard for j in jobs] == list(range(-(-total // 37)))
+        taken: dict = {}
+        for job in jobs:
+            assert job.stop - job.start == sum(hi - lo for _u, _size, lo, hi in job.pieces)
+            assert job.start == 37 * job.shard and job.stop == min(total, job.start + 37)
+            for unit, size, lo, hi in job.pieces:
+                assert size == counts[(unit, split)] and 0 <= lo < hi <= size
+                assert taken.get(unit, 0) == lo  # each unit's rows in order, no gap, no overlap
+                taken[unit] = hi
+        assert taken == {u: n for (u, s), n in counts.items() if s == split}
+        units = [u for job in jobs for u, *_ in job.pieces]
+        assert units == sorted(units)  # buckets (blocks) in order
+
+
+def test_the_segment_table_says_where_each_bucket_lies(tmp_path):
+    table = Segments(n_buckets=2, shuffle=True)
+    table.add(0, [[0, 0, 0, 3], [1, 0, 3, 2], [1, 1, 5, 4]])
+    table.add(1, [[0, 1, 0, 1]])
+    path = str(tmp_path / "segments.npy")
+    table.save(path)
+    # per block: first row of (bucket 0 train, bucket 0 validation, bucket 1 train, bucket 1 validation), then rows
+    assert np.load(path).tolist() == [[0, 3, 3, 5, 9], [0, 0, 1, 1, 1]]

@@ -52,7 +52,7 @@ def test_timed_results_add_only_other_processes_cpu():
     assert list(timings.results([("a", 2.0, os.getpid() + 1), ("b", 5.0, os.getpid())])) == ["a", "b"]
     timings.end()
     assert 2.0 <= timings.record()["parse"]["cpu"] < 2.5
-    assert Timed(ingest.passes.sort_bucket).__name__ == "sort_bucket"  # Dask's error messages name the pass
+    assert Timed(ingest.passes.write_shard).__name__ == "write_shard"  # Dask's error messages name the pass
 
 
 def test_verbose_prints_the_stages_and_quiet_excludes_it(quest_csv, tmp_path, capsys):

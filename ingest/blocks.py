@@ -82,47 +82,66 @@ class _Scanner:
     """A window over one file, read forward from the record boundary ``pos``.
 
     No record ends within ``(pos, known]``, and ``odd`` is the parity of the quotes in ``[pos, known)``: what has
-    been searched is never searched again, what has been read is never read again.
+    been searched is never searched again, what has been read is never read again. The file's bytes from ``pos`` on
+    are ``buf[off:fill]``: read straight into the buffer (one copy), and a block's bytes are dropped by moving
+    ``off``, not the bytes (only the short tail past the last record end moves, before the next read).
     """
 
     def __init__(self, f, start: int, size: int):
         f.seek(start)
         self.f, self.size = f, size
-        self.buf = bytearray()  # the file's bytes from ``pos`` on, as far as read
+        self.buf = bytearray()
+        self.off = self.fill = 0
         self.pos = self.known = start
         self.odd = False
 
     def last_end(self, limit: int) -> int | None:
         """The last record end (offset just past its newline) in ``(known, limit]``, or None; ``known`` = limit."""
         self._read_to(limit)
-        lo, hi = self.known - self.pos, limit - self.pos
+        lo, hi = self.off + self.known - self.pos, self.off + limit - self.pos
         odd = self.odd ^ bool(self.buf.count(b'"', lo, hi) & 1)
         nl = last_record_end(self.buf, lo, hi, odd)
         # From a record end to ``limit`` the parity is ``odd`` too: the quotes before that newline pair up.
         self.known, self.odd = limit, odd
-        return None if nl < 0 else self.pos + nl + 1
+        return None if nl < 0 else self.pos + nl - self.off + 1
 
     def advance(self, end: int) -> int:
         """Move ``pos`` to ``end`` (a record boundary); returns the newlines passed (for the line numbers)."""
         n = end - self.pos
-        lines = self.buf.count(b"\n", 0, n)
-        del self.buf[:n]
+        lines = self.buf.count(b"\n", self.off, self.off + n)
+        self.off += n
         self.pos, self.known = end, max(self.known, end)
         return lines
 
+    def find_newline(self, span: int) -> int:
+        """Index (from ``pos``) of the first newline within ``span`` bytes of ``pos`` as read so far, or -1."""
+        found = self.buf.find(b"\n", self.off, min(self.fill, self.off + span))
+        return found - self.off if found >= 0 else -1
+
     def _read_to(self, end: int) -> None:
-        missing = end - (self.pos + len(self.buf))
-        if missing > 0:
-            data = self.f.read(missing)
-            self.buf += data
-            if len(data) < missing:  # the file shrank since it was listed: what is there is all there is
-                self.size = self.pos + len(self.buf)
+        missing = end - (self.pos + self.fill - self.off)
+        if missing <= 0:
+            return
+        if self.off:  # drop what was planned: the bytes from pos on move to the front
+            kept = self.fill - self.off
+            self.buf[:kept] = self.buf[self.off:self.fill]
+            self.off, self.fill = 0, kept
+        if len(self.buf) < self.fill + missing:
+            self.buf.extend(bytes(self.fill + missing - len(self.buf)))
+        with memoryview(self.buf) as view:
+            while missing > 0:
+                got = self.f.readinto(view[self.fill:self.fill + missing])
+                if not got:  # the file shrank since it was listed: what is there is all there is
+                    self.size = self.pos + self.fill - self.off
+                    break
+                self.fill += got
+                missing -= got
 
 
 def _too_long(path: str, line: int, scan: _Scanner, max_record: int) -> BadRowError:
     mib = f"{max_record >> 20} MiB" if max_record % 2**20 == 0 else f"{max_record:,} bytes"
     # A newline inside quotes: the field holding it was opened on the record's first line.
-    if scan.buf.find(b"\n", 0, max_record) >= 0:
+    if scan.find_newline(max_record) >= 0:
         return BadRowError(path, line, None, f"unbalanced quotes: a quote opened on this line is still open {mib} "
                            f"later (expected a closing quote; one record may span at most {mib})",
                            'close the quote or remove the stray one; inside a quoted field write a quote as ""')

@@ -231,6 +231,12 @@ class _RangedObject:
         self.pos += len(data)
         return data
 
+    def readinto(self, view) -> int:
+        """One ranged GET of up to ``len(view)`` bytes into ``view``; returns the bytes read (0 at the end)."""
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
     def close(self) -> None:
         pass
 

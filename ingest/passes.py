@@ -1,6 +1,6 @@
 """The two passes over the data of an ingest, as plain functions of one work item, run inline or in worker processes.
 
-1. ``parse_block``: CSV block -> typed rows, statistics, local vocabularies -> spill file grouped by (bucket, split).
+1. ``parse_block``: CSV block -> typed rows, statistics, local vocabularies -> spill file grouped by (split, bucket).
 2. ``write_shard``: the rows of one shard, taken from the permuted buckets they fall in (read from every block's
    spill file), converted to the final types and codes -> one encoded shard file per array.
 
@@ -22,9 +22,9 @@ from store.stats import ColumnStats
 from store.writer import StoreWriter
 
 from .blocks import Block
-from .parse import INT_MISSING, BlockParser, Parsed
+from .parse import INT_MISSING, BlockParser
 from .shuffle import (ShardJob, SpillReader, bucket_of, bucket_permutation, is_validation, record_dtype, row_hash,
-                      write_spill)
+                      spill_order, write_spill)
 from .sources import SourceFile, read_range
 from .summary import write_block_rejects
 from .vocabulary import write_block as write_block_vocabulary
@@ -63,6 +63,11 @@ class Context:
 
     def vocabulary(self, block: int) -> str:
         return self.spill(block) + ".vocab.npz"
+
+    @property
+    def spill_buckets(self) -> int:
+        """Buckets of the spill files: without a shuffle every row is in bucket 0 (the blocks give the order)."""
+        return self.n_buckets if self.shuffle else 1
 
     @property
     def segments(self) -> str:
@@ -105,27 +110,30 @@ def parse_block(block: Block) -> dict:
         split = is_validation(hashes, c.val_fraction).astype(np.uint8)
     else:
         split = np.zeros(parsed.rows, np.uint8)
-    buckets = bucket_of(hashes, c.n_buckets) if c.shuffle else np.full(parsed.rows, block.index, np.uint64)
     counts = [np.bincount(col[col >= 0], minlength=len(v)) for col, v in zip(parsed.codes.T, parsed.vocab)]
     write_block_vocabulary(c.vocabulary(block.index), parsed.vocab, counts)  # on disk, not in the parent's memory
-    meta["stats"] = _block_stats(c.parser, parsed, split)
+    buckets = bucket_of(hashes, c.n_buckets) if c.shuffle else np.zeros(parsed.rows, np.uint64)
+    keys, order = spill_order(buckets, split, c.spill_buckets)
     records = np.empty(parsed.rows, c.dtype)
     for name, values in (("f", parsed.floats), ("i", parsed.ints), ("c", parsed.codes)):
         if name in records.dtype.names:
-            records[name] = values
-    return write_spill(c.spill(block.index), records, buckets, split, meta)
+            np.take(values, order, axis=0, out=records[name], mode="clip")  # in spill order, one copy
+    meta["stats"] = _block_stats(c.parser, records, int(np.count_nonzero(split == 0)))
+    return write_spill(c.spill(block.index), records, keys, c.spill_buckets, meta)
 
 
-def _block_stats(parser: BlockParser, parsed: Parsed, split: np.ndarray) -> dict:
+def _block_stats(parser: BlockParser, records: np.ndarray, n_train: int) -> dict:
+    """Statistics per split of a block's rows in spill order: the training rows first, then the validation rows
+    (contiguous, so no copy is made to separate them)."""
     out = {}
-    for s, name in enumerate(SPLIT_NAMES):
-        mask = split == s
-        if not mask.any():
+    names = records.dtype.names
+    for name, (lo, hi) in zip(SPLIT_NAMES, ((0, n_train), (n_train, len(records)))):
+        if hi == lo:
             continue
-        everything = mask.all()
-        floats = parsed.floats if everything else parsed.floats[mask]
-        ints = parsed.ints if everything else parsed.ints[mask]
-        codes = parsed.codes if everything else parsed.codes[mask]
+        part = records[lo:hi]
+        floats = part["f"] if "f" in names else np.empty((hi - lo, 0), np.float32)
+        ints = part["i"] if "i" in names else np.empty((hi - lo, 0), np.int64)
+        codes = part["c"] if "c" in names else np.empty((hi - lo, 0), np.int32)
         stats = {}
         for cols, values, missing, numeric in ((parser.float_cols, floats, np.isnan(floats), True),
                                                (parser.int_cols, ints, ints == INT_MISSING, True),
@@ -152,7 +160,8 @@ def write_shard(job: ShardJob) -> int:
     with SpillReader(c.spill) as spill:
         for unit, size, lo, hi in job.pieces:
             if c.shuffle:
-                firsts, ends = table[:, 2 * unit + s], table[:, 2 * unit + s + 1]
+                key = s * c.spill_buckets + unit
+                firsts, ends = table[:, key], table[:, key + 1]
                 blocks = np.flatnonzero(ends > firsts)
                 records = _read(c, spill, size, [(b, firsts[b], ends[b] - firsts[b]) for b in blocks.tolist()])
                 rows[at:at + hi - lo] = records[bucket_permutation(c.seed, unit, s, size)[lo:hi]]

@@ -1,7 +1,7 @@
 """The deterministic external shuffle: row keys, buckets, spill files and the per-bucket permutation.
 
 Every row is keyed by (block index, position in block); a seeded 64-bit mix of the key picks its bucket and whether
-it goes to validation. The parsing pass writes each block's rows to a spill file grouped by (bucket, split). In a
+it goes to validation. The parsing pass writes each block's rows to a spill file grouped by (split, bucket). In a
 split, the rows of bucket 0, then bucket 1, ... follow each other, each bucket's rows (in key order) permuted by a
 permutation seeded by (seed, bucket, split): buckets in order, each permuted, make a uniformly shuffled sequence.
 So the final position of every row is known once the parsing pass has counted the rows of each bucket, and the
@@ -20,7 +20,7 @@ import numpy as np
 
 from store.files import publish, temporary_name, write_atomic
 
-__all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "write_spill", "SpillReader", "Segments",
+__all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "spill_order", "write_spill", "SpillReader", "Segments",
            "ShardJob", "bucket_permutation", "save_array"]
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -62,18 +62,24 @@ def record_dtype(n_float: int, n_int: int, n_cat: int) -> np.dtype:
     return np.dtype(fields or [("none", "u1")])
 
 
-def write_spill(path: str, records: np.ndarray, buckets: np.ndarray, split: np.ndarray, meta: dict) -> dict:
-    """Write ``records`` grouped by (bucket, split) to ``path``.bin and their metadata to ``path``.json (last: its
-    existence marks the block done). Adds ``segments``: [bucket, split, first row, rows] per non-empty group, in
-    file order; rows keep their order within a group."""
-    keys = buckets.astype(np.int64) * 2 + split
-    if keys.size and keys.max() < 2**16:
+def spill_order(buckets: np.ndarray, split: np.ndarray, n_buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """The spill file's order of a block's rows: grouped by key = split * n_buckets + bucket (the training rows
+    first), in row order within a group. Returns (the keys in that order, the order)."""
+    keys = split.astype(np.int64) * n_buckets + buckets.astype(np.int64)
+    if 2 * n_buckets <= 2**16:
         keys = keys.astype(np.uint16)  # numpy sorts 16-bit keys stably by radix: O(n)
     order = np.argsort(keys, kind="stable")
-    keys = keys[order]
+    return keys[order], order
+
+
+def write_spill(path: str, records: np.ndarray, keys: np.ndarray, n_buckets: int, meta: dict) -> dict:
+    """Write ``records`` (in spill order, ``keys`` ascending: see spill_order) to ``path``.bin and their metadata
+    to ``path``.json (last: its existence marks the block done). Adds ``segments``: [bucket, split, first row,
+    rows] per non-empty group, in file order."""
     ids, starts, counts = np.unique(keys, return_index=True, return_counts=True)
-    meta = dict(meta, segments=[[int(k) // 2, int(k) % 2, int(s), int(c)] for k, s, c in zip(ids, starts, counts)])
-    write_atomic(path + ".bin", memoryview(records[order].view(np.uint8)))
+    meta = dict(meta, segments=[[int(k) % n_buckets, int(k) // n_buckets, int(s), int(c)]
+                                for k, s, c in zip(ids, starts, counts)])
+    write_atomic(path + ".bin", memoryview(records.view(np.uint8)))
     write_atomic(path + ".json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
     return meta
 
@@ -111,31 +117,35 @@ class SpillReader:
 
 
 class Segments:
-    """Where each (bucket, split) lies in each block's spill file: the parsing pass's ``segments``, one row of counts
-    per block (``2 * buckets`` counts: bucket 0 train, bucket 0 validation, bucket 1 train, ...), kept as compact
-    arrays, not as the blocks' metadata. Saved as ``segments.npy`` (per block, the first row of each key and the
-    block's row count), which the writing pass memory-maps.
+    """Where each (split, bucket) lies in each block's spill file: the parsing pass's ``segments``, one row of counts
+    per block (``2 * buckets`` counts, in file order: bucket 0 train, bucket 1 train, ..., bucket 0 validation, ...),
+    kept as compact arrays, not as the blocks' metadata. Saved as ``segments.npy`` (per block, the first row of each
+    key and the block's row count), which the writing pass memory-maps.
 
-    Without a shuffle every row is in bucket 0 and the blocks themselves are the units of the final order."""
+    Without a shuffle every row is in bucket 0 (``n_buckets`` 1) and the blocks themselves are the units of the
+    final order."""
 
     def __init__(self, n_buckets: int, shuffle: bool):
-        self.keys = 2 * (n_buckets if shuffle else 1)
+        self.n_buckets = n_buckets if shuffle else 1
         self.shuffle = shuffle
         self.counts: dict[int, np.ndarray] = {}
 
     def add(self, block: int, segments) -> None:
-        counts = np.zeros(self.keys, np.int64)
+        counts = np.zeros(2 * self.n_buckets, np.int64)
         for bucket, split, _first, count in segments:
-            counts[2 * (bucket if self.shuffle else 0) + split] += count
+            counts[split * self.n_buckets + (bucket if self.shuffle else 0)] += count
         self.counts[block] = counts
 
+    def _split(self, split: int) -> slice:
+        return slice(split * self.n_buckets, (split + 1) * self.n_buckets)
+
     def rows(self, split: int) -> int:
-        return int(sum(c[split::2].sum() for c in self.counts.values()))
+        return int(sum(c[self._split(split)].sum() for c in self.counts.values()))
 
     def save(self, path: str) -> None:
         """Per block (row ``block``): the first spill row of each key, then the block's row count."""
         blocks = max(self.counts, default=-1) + 1
-        table = np.zeros((blocks, self.keys + 1), np.int64)
+        table = np.zeros((blocks, 2 * self.n_buckets + 1), np.int64)
         for block, counts in self.counts.items():
             table[block, 1:] = np.cumsum(counts)
         save_array(path, table)
@@ -144,8 +154,10 @@ class Segments:
         """The shards of one split as work items: which bucket's (block's, without a shuffle) permuted rows each
         takes."""
         if self.shuffle:
-            units = list(range(self.keys // 2))
-            sizes = np.sum([c[split::2] for c in self.counts.values()], axis=0) if self.counts else np.zeros(0)
+            units = list(range(self.n_buckets))
+            sizes = np.zeros(self.n_buckets, np.int64)
+            for counts in self.counts.values():
+                sizes += counts[self._split(split)]
         else:
             units = sorted(self.counts)
             sizes = np.array([self.counts[b][split] for b in units], np.int64)

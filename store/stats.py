@@ -34,25 +34,34 @@ class ColumnStats:
         Mean and variance cover the finite values; min and max every non-missing one. Sums run on values shifted
         by the column's minimum, which keeps the variance exact for large offsets such as epoch timestamps.
         """
-        n_missing = missing.sum(axis=0)
+        any_missing = bool(missing.any())
+        n_missing = np.count_nonzero(missing, axis=0) if any_missing else np.zeros(values.shape[1], np.intp)
         counts = len(values) - n_missing
         if not numeric or values.shape[1] == 0 or len(values) == 0:
             return [cls(int(c), int(m)) for c, m in zip(counts, n_missing)]
+        # (each full pass over the block counts: masks are made and applied only when some value needs them)
         if values.dtype.kind == "f":
-            lo, hi = np.fmin.reduce(values, axis=0), np.fmax.reduce(values, axis=0)  # NaN-skipping
+            lo, hi = np.fmin.reduce(values, axis=0), np.fmax.reduce(values, axis=0)  # NaN-skipping (and faster)
             x = values.astype(np.float64)
-            unused = ~np.isfinite(x)
+            finite = np.isfinite(lo).all() and np.isfinite(hi).all() and not any_missing
+            unused = None if finite else ~np.isfinite(x)
             shift = np.where(np.isfinite(lo), lo, 0.0)
         else:
             info = np.iinfo(values.dtype)
-            lo = np.where(missing, info.max, values).min(axis=0)
-            hi = np.where(missing, info.min, values).max(axis=0)
+            if any_missing:
+                lo = np.where(missing, info.max, values).min(axis=0)
+                hi = np.where(missing, info.min, values).max(axis=0)
+            else:
+                lo, hi = values.min(axis=0), values.max(axis=0)
             x = values.astype(np.float64)
-            unused = missing
+            unused = missing if any_missing else None
             shift = lo.astype(np.float64)
         x -= shift
-        x[unused] = 0.0
-        n_used = len(values) - unused.sum(axis=0)
+        if unused is not None:
+            np.copyto(x, 0.0, where=unused)
+            n_used = len(values) - np.count_nonzero(unused, axis=0)
+        else:
+            n_used = np.full(values.shape[1], len(values), np.intp)
         s1 = x.sum(axis=0)
         s2 = np.einsum("ij,ij->j", x, x)
         mean_shifted = s1 / np.maximum(n_used, 1)

@@ -134,9 +134,9 @@ def test_shard_jobs_take_every_row_of_the_split_once(shuffle):
 
 def test_the_segment_table_says_where_each_bucket_lies(tmp_path):
     table = Segments(n_buckets=2, shuffle=True)
-    table.add(0, [[0, 0, 0, 3], [1, 0, 3, 2], [1, 1, 5, 4]])
+    table.add(0, [[0, 0, 0, 3], [1, 0, 3, 2], [1, 1, 5, 4]])  # [bucket, split, first, rows]
     table.add(1, [[0, 1, 0, 1]])
     path = str(tmp_path / "segments.npy")
     table.save(path)
-    # per block: first row of (bucket 0 train, bucket 0 validation, bucket 1 train, bucket 1 validation), then rows
-    assert np.load(path).tolist() == [[0, 3, 3, 5, 9], [0, 0, 1, 1, 1]]
+    # per block: first row of (bucket 0 train, bucket 1 train, bucket 0 validation, bucket 1 validation), then rows
+    assert np.load(path).tolist() == [[0, 3, 5, 5, 9], [0, 0, 0, 1, 1]]

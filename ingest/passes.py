@@ -164,7 +164,7 @@ def write_shard(job: ShardJob) -> int:
                 firsts, ends = table[:, key], table[:, key + 1]
                 blocks = np.flatnonzero(ends > firsts)
                 records = _read(c, spill, size, [(b, firsts[b], ends[b] - firsts[b]) for b in blocks.tolist()])
-                rows[at:at + hi - lo] = records[bucket_permutation(c.seed, unit, s, size)[lo:hi]]
+                _gather(rows[at:at + hi - lo], records, bucket_permutation(c.seed, unit, s, size)[lo:hi])
             else:
                 rows[at:at + hi - lo] = _read(c, spill, hi - lo, [(unit, table[unit, s] + lo, hi - lo)])
             at += hi - lo
@@ -172,6 +172,13 @@ def write_shard(job: ShardJob) -> int:
         raise StoreError(f"internal error: shard {job.shard} of {job.split} got {at} rows, expected {len(rows)}")
     c.writer.write_shard(job.split, job.shard, _final_arrays(c, rows))
     return len(rows)
+
+
+def _gather(out: np.ndarray, records: np.ndarray, index: np.ndarray) -> None:
+    """``out[:] = records[index]`` for structured rows, copied as opaque records (numpy's field-by-field copy of a
+    structured array is ~13x slower)."""
+    opaque = np.dtype((np.void, records.dtype.itemsize))
+    np.take(records.view(opaque), index, out=out.view(opaque), mode="clip")
 
 
 def _read(c: Context, spill: SpillReader, size: int, segments) -> np.ndarray:

@@ -131,7 +131,7 @@ class Segments:
         self.counts: dict[int, np.ndarray] = {}
 
     def add(self, block: int, segments) -> None:
-        counts = np.zeros(2 * self.n_buckets, np.int64)
+        counts = np.zeros(2 * self.n_buckets, np.uint32)  # a block holds fewer than 2^32 rows (64 MiB at most)
         for bucket, split, _first, count in segments:
             counts[split * self.n_buckets + (bucket if self.shuffle else 0)] += count
         self.counts[block] = counts
@@ -140,14 +140,14 @@ class Segments:
         return slice(split * self.n_buckets, (split + 1) * self.n_buckets)
 
     def rows(self, split: int) -> int:
-        return int(sum(c[self._split(split)].sum() for c in self.counts.values()))
+        return int(sum(c[self._split(split)].sum(dtype=np.int64) for c in self.counts.values()))
 
     def save(self, path: str) -> None:
         """Per block (row ``block``): the first spill row of each key, then the block's row count."""
         blocks = max(self.counts, default=-1) + 1
         table = np.zeros((blocks, 2 * self.n_buckets + 1), np.int64)
         for block, counts in self.counts.items():
-            table[block, 1:] = np.cumsum(counts)
+            table[block, 1:] = np.cumsum(counts, dtype=np.int64)
         save_array(path, table)
 
     def jobs(self, split: int, name: str, shard_rows: int) -> list[ShardJob]:

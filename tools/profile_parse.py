@@ -1,4 +1,4 @@
-"""Where one worker's parse of a block goes: each step of ``ingest.passes.parse_block`` timed on one 32 MiB block.
+"""Where one worker's parse of a block goes: each step of ``ingest.passes.parse_block`` timed on one block (16 MiB).
 
     python -m tools.profile_parse data/bench/quest_1000000.csv            # block 1, median of 5 runs
     python -m tools.profile_parse data/quest.csv --block 0 --cprofile 25  # also cProfile's top 25 functions

@@ -169,7 +169,7 @@ class ClusterError(StoreError):
 def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
     import tensorflow as tf
 
-    from .model import compile_for, default_model, load_model_function, loss_for, spec_for
+    from .model import build_model, loss_for, spec_for
     from .plot import learning_curve_png
     from .rundir import append_history, check_space, lock, prepare, read_history, save_model, write_json
 
@@ -184,11 +184,10 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
             held = lock(cfg.out)  # the chief alone writes the run directory: one cluster at a time per directory
         spec = spec_for(train_seq.source)
         task = spec.task
-        with strategy.scope():
-            model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
-            if not model.compiled:
-                compile_for(model, task, cfg.learning_rate)  # its optimizer is saved with every checkpoint
-            optimizer = model.optimizer
+        # its optimizer is saved with every checkpoint; one step per execution: this loop calls each step itself
+        model = build_model(spec, cfg.model, learning_rate=cfg.learning_rate, strategy=strategy)
+        optimizer = model.optimizer
+        with strategy.scope():  # its slots too: the step function must not create variables
             optimizer.build(model.trainable_variables)
         loss_fn = loss_for(task, reduction=None)
         start = _restore(cfg, model)

@@ -22,7 +22,7 @@ from store.layout import MAX_BATCH_SIZE
 from . import rundir
 from .backup import Backup, BackupCallback, BackupState, RestoreMetrics, parse_save_every
 from .distribution import cluster_from_env, mirrored_strategy, train_multi_worker
-from .model import compile_for, default_model, load_model_function, spec_for
+from .model import build_model, load_model_function, spec_for
 from .plot import learning_curve_png
 from .sequence import StoreSequence
 
@@ -167,6 +167,7 @@ def _feed_error(exc: BaseException, *seqs) -> BaseException:
 
 
 def _build(cfg: RunConfig, spec):
+    """The model (trainer.model.build_model) with this path's steps per execution."""
     strategy = mirrored_strategy()  # several GPUs under TensorFlow: MirroredStrategy, else None
     # Keras 3.15's multi-step loop fails under MirroredStrategy ("You must feed a value for placeholder tensor
     # ... while/cond/Placeholder"): one step per execution there
@@ -176,21 +177,11 @@ def _build(cfg: RunConfig, spec):
         raise OptionError(f"--steps-per-execution above 1 is not supported with {one_step} in Keras "
                           f"{keras.__version__}; leave it out there")
     steps = 1 if one_step else cfg.steps_per_execution or DEFAULT_STEPS_PER_EXECUTION
-    with strategy.scope() if strategy is not None else _nothing():
-        model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
-        if not model.compiled:
-            compile_for(model, spec.task, cfg.learning_rate, steps_per_execution=steps)
-        elif cfg.steps_per_execution:
-            model.steps_per_execution = cfg.steps_per_execution
+    model = build_model(spec, cfg.model, learning_rate=cfg.learning_rate, steps_per_execution=steps,
+                        strategy=strategy)
+    if cfg.steps_per_execution:  # also for a model its function compiled itself
+        model.steps_per_execution = cfg.steps_per_execution
     return model
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _restore(cfg: RunConfig, model) -> BackupState | None:

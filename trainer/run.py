@@ -6,7 +6,6 @@ The run directory's files are described in :mod:`trainer.rundir`; ``--resume`` c
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import re
@@ -128,12 +127,7 @@ def train(cfg: RunConfig) -> dict:
         model = _build(cfg, spec)
         rundir.prepare(cfg.out, cfg.resume)  # only now: a mistake in the options leaves nothing behind
         held = rundir.lock(cfg.out)
-        resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
-                                              "task": dataclasses.asdict(spec.task), "backend": keras.backend.backend(),
-                                              "steps_per_execution": model.steps_per_execution}
-        if cfg.resume:
-            rundir.check_resumable(cfg.out, resolved)
-        rundir.write_json(os.path.join(cfg.out, rundir.CONFIG), resolved)
+        rundir.write_config(cfg, label, spec, model)
         _fit(cfg, model, train_seq, val_seq, _restore(cfg, model))
         rundir.check_space(cfg.out, model)
         rundir.save_model(model, os.path.join(cfg.out, "model.keras"))

@@ -9,6 +9,7 @@ training, ``backup/`` (:mod:`trainer.backup`, what ``--resume`` continues from).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -22,7 +23,7 @@ from store.files import publish, write_atomic
 from store.lock import Lock
 
 __all__ = ["CONFIG", "HISTORY", "LOCK", "prepare", "lock", "check_space", "write_json", "save_model", "read_json",
-           "read_history", "clean_history", "append_history", "check_resumable"]
+           "read_history", "clean_history", "append_history", "write_config", "check_resumable"]
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -131,6 +132,22 @@ def _write_rows(path: str, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(path, text.getvalue().encode())
+
+
+def write_config(cfg, label: str, spec, model, **extra) -> dict:
+    """Write ``config.json`` — every option of ``cfg`` (a ``trainer.run.RunConfig``), then what the run resolved:
+    the label, the feature columns in model order, the task, the Keras backend and the model's steps per execution,
+    and ``extra`` (multi-worker: ``workers_in_cluster``) — the same keys in every training mode. With ``--resume``
+    it first checks that the run is the same (:func:`check_resumable`). Returns what it wrote."""
+    import keras
+
+    resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
+                                          "task": dataclasses.asdict(spec.task), "backend": keras.backend.backend(),
+                                          "steps_per_execution": model.steps_per_execution} | extra
+    if cfg.resume:
+        check_resumable(cfg.out, resolved)
+    write_json(os.path.join(cfg.out, CONFIG), resolved)
+    return resolved
 
 
 def check_resumable(out: str, resolved: dict, keys=("store", "label", "features", "batch_size", "seed")) -> None:

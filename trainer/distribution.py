@@ -169,8 +169,6 @@ class ClusterError(StoreError):
 def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
     import tensorflow as tf
 
-    from .plot import learning_curve_png
-
     if cfg.mixed_precision:
         raise OptionError("--mixed-precision is not supported with multi-worker training (TF_CONFIG) yet")
     keras.utils.set_random_seed(cfg.seed)
@@ -213,7 +211,7 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
             return strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), pred
 
         history_path = os.path.join(cfg.out, rundir.HISTORY)
-        row: dict = {}
+        row, validation = {}, None
         for epoch in range(start, cfg.epochs):
             train_seq.set_epoch(epoch)
             metrics, losses = metrics_for(task), []
@@ -226,8 +224,8 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
             _summed(metrics, all_reduce, [])
             row = {"epoch": epoch, "loss": float(np.mean(losses))} | {m.name: float(m.result()) for m in metrics}
             if val_seq is not None:
-                row |= {f"val_{k}": v for k, v in
-                        _evaluate(model, val_seq, task, loss_fn, all_reduce).items()}
+                validation = _evaluate(model, val_seq, task, loss_fn, all_reduce)
+                row |= {f"val_{k}": v for k, v in validation.items()}
             if cluster.chief:
                 rundir.check_space(cfg.out, model)
                 rundir.save_model(model, os.path.join(cfg.out, "checkpoints", f"epoch_{epoch + 1:03d}.keras"))
@@ -235,14 +233,13 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
             if cfg.verbose:
                 print(f"worker {cluster.index}/{cluster.count} epoch {epoch + 1}/{cfg.epochs} "
                       + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"), flush=True)
-        if not row and val_seq is not None:  # resumed after the last epoch: evaluate the restored weights
-            row = {f"val_{k}": v for k, v in _evaluate(model, val_seq, task, loss_fn, all_reduce).items()}
-        metrics = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")} if val_seq is not None \
-            else {k: v for k, v in row.items() if k != "epoch"}
+        if not row:  # resumed after the last epoch: every worker sees the run directory (the start check)
+            row = rundir.last_epoch(cfg.out)
+            if val_seq is not None:  # the restored weights
+                validation = _evaluate(model, val_seq, task, loss_fn, all_reduce)
+        metrics = rundir.final_metrics(row, validation)
         if cluster.chief:
-            rundir.save_model(model, os.path.join(cfg.out, "model.keras"))
-            rundir.write_json(os.path.join(cfg.out, "metrics.json"), metrics)
-            learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), rundir.read_history(history_path), task)
+            rundir.finish(cfg.out, model, task, metrics)
         return metrics
     finally:
         if held is not None:

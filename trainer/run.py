@@ -22,7 +22,6 @@ from . import rundir
 from .backup import Backup, BackupCallback, BackupState, RestoreMetrics, parse_save_every
 from .distribution import cluster_from_env, mirrored_strategy, train_multi_worker
 from .model import build_model, load_model_function, spec_for
-from .plot import learning_curve_png
 from .sequence import StoreSequence
 
 __all__ = ["RunConfig", "train", "evaluate", "predict", "DEFAULT_STEPS_PER_EXECUTION"]
@@ -129,12 +128,11 @@ def train(cfg: RunConfig) -> dict:
         held = rundir.lock(cfg.out)
         rundir.write_config(cfg, label, spec, model)
         _fit(cfg, model, train_seq, val_seq, _restore(cfg, model))
-        rundir.check_space(cfg.out, model)
-        rundir.save_model(model, os.path.join(cfg.out, "model.keras"))
-        history = rundir.clean_history(os.path.join(cfg.out, rundir.HISTORY))
-        metrics = _final_metrics(model, val_seq, history)
-        rundir.write_json(os.path.join(cfg.out, "metrics.json"), metrics)
-        learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), history, spec.task)
+        rundir.clean_history(os.path.join(cfg.out, rundir.HISTORY))
+        validation = None if val_seq is None else \
+            model.evaluate(feed(val_seq), verbose=0, return_dict=True)  # the final weights, whole split
+        metrics = rundir.final_metrics(rundir.last_epoch(cfg.out), validation)
+        rundir.finish(cfg.out, model, spec.task, metrics)
         return metrics
     except Exception as exc:
         error = _feed_error(exc, train_seq, val_seq)
@@ -299,12 +297,6 @@ def _callbacks(cfg: RunConfig, backup: Backup, every: dict, steps: int, skip: in
     # last: an epoch's backup is written after its history row (see BackupCallback)
     callbacks.append(BackupCallback(backup, steps=steps, skip=skip, **every))
     return callbacks
-
-
-def _final_metrics(model, val_seq, history) -> dict:
-    if val_seq is None:
-        return {k: v[-1] for k, v in history.items() if k != "epoch"}
-    return {k: float(v) for k, v in model.evaluate(feed(val_seq), verbose=0, return_dict=True).items()}
 
 
 def _load_run(run_dir: str):

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import os
@@ -28,7 +27,8 @@ import numpy as np
 
 from store.errors import OptionError, StoreError
 
-from .model import metrics_for
+from . import rundir
+from .model import build_model, loss_for, metrics_for, spec_for
 
 __all__ = ["Cluster", "ClusterError", "cluster_from_env", "mirrored_strategy", "train_multi_worker"]
 
@@ -169,10 +169,6 @@ class ClusterError(StoreError):
 def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
     import tensorflow as tf
 
-    from .model import compile_for, default_model, load_model_function, loss_for, spec_for
-    from .plot import learning_curve_png
-    from .rundir import append_history, check_space, lock, prepare, read_history, save_model, write_json
-
     if cfg.mixed_precision:
         raise OptionError("--mixed-precision is not supported with multi-worker training (TF_CONFIG) yet")
     keras.utils.set_random_seed(cfg.seed)
@@ -180,16 +176,17 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
     held = None
     try:
         if cluster.chief:
-            prepare(cfg.out, cfg.resume)
-            held = lock(cfg.out)  # the chief alone writes the run directory: one cluster at a time per directory
+            rundir.prepare(cfg.out, cfg.resume)
+            held = rundir.lock(cfg.out)  # the chief alone writes the run directory, one cluster at a time
         spec = spec_for(train_seq.source)
         task = spec.task
-        with strategy.scope():
-            model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
-            if not model.compiled:
-                compile_for(model, task, cfg.learning_rate)  # its optimizer is saved with every checkpoint
-            optimizer = model.optimizer
+        # its optimizer is saved with every checkpoint; one step per execution: this loop calls each step itself
+        model = build_model(spec, cfg.model, learning_rate=cfg.learning_rate, strategy=strategy)
+        optimizer = model.optimizer
+        with strategy.scope():  # its slots too: the step function must not create variables
             optimizer.build(model.trainable_variables)
+        if cluster.chief:  # before the checkpoint is loaded: --resume of another run stops with one line
+            rundir.write_config(cfg, label, spec, model, workers_in_cluster=cluster.count)
         loss_fn = loss_for(task, reduction=None)
         start = _restore(cfg, model)
         all_reduce = _AllReduce(strategy)
@@ -213,12 +210,8 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
             loss, pred = strategy.run(replica_step, args=(x, y, w))
             return strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), pred
 
-        if cluster.chief:
-            resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
-                                                  "task": dataclasses.asdict(task), "workers_in_cluster": cluster.count}
-            write_json(os.path.join(cfg.out, "config.json"), resolved)
-        history_path = os.path.join(cfg.out, "history.csv")
-        row: dict = {}
+        history_path = os.path.join(cfg.out, rundir.HISTORY)
+        row, validation = {}, None
         for epoch in range(start, cfg.epochs):
             train_seq.set_epoch(epoch)
             metrics, losses = metrics_for(task), []
@@ -231,23 +224,22 @@ def _train_multi_worker(cfg, cluster: Cluster, strategy, sequences) -> dict:
             _summed(metrics, all_reduce, [])
             row = {"epoch": epoch, "loss": float(np.mean(losses))} | {m.name: float(m.result()) for m in metrics}
             if val_seq is not None:
-                row |= {f"val_{k}": v for k, v in
-                        _evaluate(model, val_seq, task, loss_fn, all_reduce).items()}
+                validation = _evaluate(model, val_seq, task, loss_fn, all_reduce)
+                row |= {f"val_{k}": v for k, v in validation.items()}
             if cluster.chief:
-                check_space(cfg.out, model)
-                save_model(model, os.path.join(cfg.out, "checkpoints", f"epoch_{epoch + 1:03d}.keras"))
-                append_history(history_path, row)
+                rundir.check_space(cfg.out, model)
+                rundir.save_model(model, os.path.join(cfg.out, "checkpoints", f"epoch_{epoch + 1:03d}.keras"))
+                rundir.append_history(history_path, row)
             if cfg.verbose:
                 print(f"worker {cluster.index}/{cluster.count} epoch {epoch + 1}/{cfg.epochs} "
                       + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"), flush=True)
-        if not row and val_seq is not None:  # resumed after the last epoch: evaluate the restored weights
-            row = {f"val_{k}": v for k, v in _evaluate(model, val_seq, task, loss_fn, all_reduce).items()}
-        metrics = {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")} if val_seq is not None \
-            else {k: v for k, v in row.items() if k != "epoch"}
+        if not row:  # resumed after the last epoch: every worker sees the run directory (the start check)
+            row = rundir.last_epoch(cfg.out)
+            if val_seq is not None:  # the restored weights
+                validation = _evaluate(model, val_seq, task, loss_fn, all_reduce)
+        metrics = rundir.final_metrics(row, validation)
         if cluster.chief:
-            save_model(model, os.path.join(cfg.out, "model.keras"))
-            write_json(os.path.join(cfg.out, "metrics.json"), metrics)
-            learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), read_history(history_path), task)
+            rundir.finish(cfg.out, model, task, metrics)
         return metrics
     finally:
         if held is not None:

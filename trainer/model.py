@@ -7,6 +7,7 @@ inputs are named ``numeric`` (float32 ``[batch, len(spec.numeric)]``) and/or ``c
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from store.errors import OptionError
 
 from .task import Task
 
-__all__ = ["ModelSpec", "HEADS", "default_model", "load_model_function", "compile_for", "loss_for", "metrics_for"]
+__all__ = ["ModelSpec", "HEADS", "build_model", "default_model", "load_model_function", "compile_for", "loss_for",
+           "metrics_for"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,19 @@ def compile_for(model: keras.Model, task: Task, learning_rate: float, steps_per_
     multiclass, MAE for regression; Adam."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(task), metrics=metrics_for(task),
                   steps_per_execution=steps_per_execution)
+
+
+def build_model(spec: ModelSpec, name: str = "mlp", *, learning_rate: float, steps_per_execution: int = 1,
+                strategy=None) -> keras.Model:
+    """The model ``--model`` names for ``spec`` (``mlp``: :func:`default_model`, else a ``MODULE:FUNCTION``),
+    compiled for its task by :func:`compile_for` unless the function compiled it itself — the one builder of every
+    training mode. ``strategy``: a ``tf.distribute`` strategy whose scope the variables are made in (several GPUs,
+    several workers); None for one device."""
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = default_model(spec) if name == "mlp" else load_model_function(name)(spec)
+        if not model.compiled:
+            compile_for(model, spec.task, learning_rate, steps_per_execution=steps_per_execution)
+    return model
 
 
 def load_model_function(target: str):

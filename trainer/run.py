@@ -6,7 +6,6 @@ The run directory's files are described in :mod:`trainer.rundir`; ``--resume`` c
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import re
@@ -22,8 +21,7 @@ from store.layout import MAX_BATCH_SIZE
 from . import rundir
 from .backup import Backup, BackupCallback, BackupState, RestoreMetrics, parse_save_every
 from .distribution import cluster_from_env, mirrored_strategy, train_multi_worker
-from .model import compile_for, default_model, load_model_function, spec_for
-from .plot import learning_curve_png
+from .model import build_model, load_model_function, spec_for
 from .sequence import StoreSequence
 
 __all__ = ["RunConfig", "train", "evaluate", "predict", "DEFAULT_STEPS_PER_EXECUTION"]
@@ -128,19 +126,13 @@ def train(cfg: RunConfig) -> dict:
         model = _build(cfg, spec)
         rundir.prepare(cfg.out, cfg.resume)  # only now: a mistake in the options leaves nothing behind
         held = rundir.lock(cfg.out)
-        resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
-                                              "task": dataclasses.asdict(spec.task), "backend": keras.backend.backend(),
-                                              "steps_per_execution": model.steps_per_execution}
-        if cfg.resume:
-            rundir.check_resumable(cfg.out, resolved)
-        rundir.write_json(os.path.join(cfg.out, rundir.CONFIG), resolved)
+        rundir.write_config(cfg, label, spec, model)
         _fit(cfg, model, train_seq, val_seq, _restore(cfg, model))
-        rundir.check_space(cfg.out, model)
-        rundir.save_model(model, os.path.join(cfg.out, "model.keras"))
-        history = rundir.clean_history(os.path.join(cfg.out, rundir.HISTORY))
-        metrics = _final_metrics(model, val_seq, history)
-        rundir.write_json(os.path.join(cfg.out, "metrics.json"), metrics)
-        learning_curve_png(os.path.join(cfg.out, "learning_curve.png"), history, spec.task)
+        rundir.clean_history(os.path.join(cfg.out, rundir.HISTORY))
+        validation = None if val_seq is None else \
+            model.evaluate(feed(val_seq), verbose=0, return_dict=True)  # the final weights, whole split
+        metrics = rundir.final_metrics(rundir.last_epoch(cfg.out), validation)
+        rundir.finish(cfg.out, model, spec.task, metrics)
         return metrics
     except Exception as exc:
         error = _feed_error(exc, train_seq, val_seq)
@@ -167,6 +159,7 @@ def _feed_error(exc: BaseException, *seqs) -> BaseException:
 
 
 def _build(cfg: RunConfig, spec):
+    """The model (trainer.model.build_model) with this path's steps per execution."""
     strategy = mirrored_strategy()  # several GPUs under TensorFlow: MirroredStrategy, else None
     # Keras 3.15's multi-step loop fails under MirroredStrategy ("You must feed a value for placeholder tensor
     # ... while/cond/Placeholder"): one step per execution there
@@ -176,21 +169,11 @@ def _build(cfg: RunConfig, spec):
         raise OptionError(f"--steps-per-execution above 1 is not supported with {one_step} in Keras "
                           f"{keras.__version__}; leave it out there")
     steps = 1 if one_step else cfg.steps_per_execution or DEFAULT_STEPS_PER_EXECUTION
-    with strategy.scope() if strategy is not None else _nothing():
-        model = default_model(spec) if cfg.model == "mlp" else load_model_function(cfg.model)(spec)
-        if not model.compiled:
-            compile_for(model, spec.task, cfg.learning_rate, steps_per_execution=steps)
-        elif cfg.steps_per_execution:
-            model.steps_per_execution = cfg.steps_per_execution
+    model = build_model(spec, cfg.model, learning_rate=cfg.learning_rate, steps_per_execution=steps,
+                        strategy=strategy)
+    if cfg.steps_per_execution:  # also for a model its function compiled itself
+        model.steps_per_execution = cfg.steps_per_execution
     return model
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _restore(cfg: RunConfig, model) -> BackupState | None:
@@ -314,12 +297,6 @@ def _callbacks(cfg: RunConfig, backup: Backup, every: dict, steps: int, skip: in
     # last: an epoch's backup is written after its history row (see BackupCallback)
     callbacks.append(BackupCallback(backup, steps=steps, skip=skip, **every))
     return callbacks
-
-
-def _final_metrics(model, val_seq, history) -> dict:
-    if val_seq is None:
-        return {k: v[-1] for k, v in history.items() if k != "epoch"}
-    return {k: float(v) for k, v in model.evaluate(feed(val_seq), verbose=0, return_dict=True).items()}
 
 
 def _load_run(run_dir: str):

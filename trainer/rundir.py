@@ -4,11 +4,16 @@
 or written into by ``--resume``), ``model.keras``, ``checkpoints/epoch_NNN.keras``, ``history.csv`` (one row per
 epoch), ``metrics.json``, ``learning_curve.png``, ``logs/`` (TensorBoard, when TensorFlow is installed) and, while
 training, ``backup/`` (:mod:`trainer.backup`, what ``--resume`` continues from).
+
+Every training mode (one process with Keras' ``fit``; several workers with :mod:`trainer.distribution`'s loop)
+starts a run with :func:`prepare`, :func:`lock` and :func:`write_config`, and ends it with :func:`finish`, so the
+files are the same whichever trained.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -21,8 +26,11 @@ from store.errors import DiskFullError, OptionError, OutputExistsError
 from store.files import publish, write_atomic
 from store.lock import Lock
 
+from .plot import learning_curve_png
+
 __all__ = ["CONFIG", "HISTORY", "LOCK", "prepare", "lock", "check_space", "write_json", "save_model", "read_json",
-           "read_history", "clean_history", "append_history", "check_resumable"]
+           "read_history", "clean_history", "append_history", "last_epoch", "write_config", "check_resumable",
+           "final_metrics", "finish"]
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -124,6 +132,11 @@ def append_history(path: str, row: dict) -> None:
     _write_rows(path, rows)
 
 
+def last_epoch(out: str) -> dict[str, float]:
+    """The run's last history.csv row as floats (without its columns that have no value at all); {} if none."""
+    return {k: v[-1] for k, v in read_history(os.path.join(out, HISTORY)).items() if v}
+
+
 def _write_rows(path: str, rows: list[dict]) -> None:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="",
@@ -131,6 +144,22 @@ def _write_rows(path: str, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(path, text.getvalue().encode())
+
+
+def write_config(cfg, label: str, spec, model, **extra) -> dict:
+    """Write ``config.json`` — every option of ``cfg`` (a ``trainer.run.RunConfig``), then what the run resolved:
+    the label, the feature columns in model order, the task, the Keras backend and the model's steps per execution,
+    and ``extra`` (multi-worker: ``workers_in_cluster``) — the same keys in every training mode. With ``--resume``
+    it first checks that the run is the same (:func:`check_resumable`). Returns what it wrote."""
+    import keras
+
+    resolved = dataclasses.asdict(cfg) | {"label": label, "features": list(spec.numeric + spec.categorical),
+                                          "task": dataclasses.asdict(spec.task), "backend": keras.backend.backend(),
+                                          "steps_per_execution": model.steps_per_execution} | extra
+    if cfg.resume:
+        check_resumable(cfg.out, resolved)
+    write_json(os.path.join(cfg.out, CONFIG), resolved)
+    return resolved
 
 
 def check_resumable(out: str, resolved: dict, keys=("store", "label", "features", "batch_size", "seed")) -> None:
@@ -144,3 +173,24 @@ def check_resumable(out: str, resolved: dict, keys=("store", "label", "features"
             raise OptionError(f"--resume: {out} was started with {key}={old[key]!r}, this command gives "
                               f"{resolved.get(key)!r}; resume with the same options, or start a new run with "
                               "another --out", path=out)
+
+
+def final_metrics(last: dict, validation: dict | None = None) -> dict[str, float]:
+    """What ``metrics.json`` holds and training returns, shaped alike in every training mode: the final model's
+    validation metrics (``validation``, named as in training: ``loss``, ``accuracy``…) when there is a validation
+    split, else the training metrics of the last epoch (``last``, its history.csv row); floats, ``loss`` first, then
+    by name."""
+    if validation is not None:
+        values = dict(validation)
+    else:
+        values = {k: v for k, v in last.items() if k != "epoch" and not k.startswith("val_")}
+    return {k: float(values[k]) for k in sorted(values, key=lambda k: (k != "loss", k))}
+
+
+def finish(out: str, model, task, metrics: dict) -> None:
+    """A run's last files, after its last epoch, in every training mode: the space check, ``model.keras``,
+    ``metrics.json`` (``metrics``, see :func:`final_metrics`) and ``learning_curve.png`` from history.csv."""
+    check_space(out, model)
+    save_model(model, os.path.join(out, "model.keras"))
+    write_json(os.path.join(out, "metrics.json"), metrics)
+    learning_curve_png(os.path.join(out, "learning_curve.png"), read_history(os.path.join(out, HISTORY)), task)

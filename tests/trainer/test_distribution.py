@@ -96,6 +96,46 @@ def test_resume_continues_on_every_worker(quest_store, tmp_path):
     assert steps[0] > 0 and steps[1] == 2 * steps[0]
 
 
+def _json(run_dir: str, name: str) -> dict:
+    with open(os.path.join(run_dir, name)) as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("validation", [True, False], ids=["validation", "no-validation"])
+def test_both_modes_write_the_same_run_files(quest_store, tasks_store, tmp_path, validation):
+    """One trainer (issue 13): a single-process run and a two-worker run write config.json with the same keys (plus
+    workers_in_cluster), history.csv with the same columns, metrics.json of the same shape; a finished two-worker
+    run resumed keeps that shape; a --resume with other options is refused by the chief, as in a single process."""
+    from trainer.run import RunConfig, train
+    from trainer.rundir import read_history
+    store, args = (quest_store, []) if validation else (tasks_store, ["--label", "binary_int"])
+    single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
+    metrics = train(RunConfig(store, single, label=None if validation else "binary_int", epochs=1, verbose=0))
+    for r in _run_workers(store, [multi, multi], "--epochs", "1", "--quiet", *args):  # one shared run directory
+        assert r.returncode == 0, r.stdout[-3000:]
+    config = _json(multi, "config.json")
+    assert list(config) == list(_json(single, "config.json")) + ["workers_in_cluster"]
+    assert (config["backend"], config["steps_per_execution"], config["workers_in_cluster"]) == ("tensorflow", 1, 2)
+    columns = [set(read_history(os.path.join(d, "history.csv"))) for d in (single, multi)]  # NA-only columns out
+    assert columns[0] == columns[1]
+    expected = ["loss", "accuracy", "auc"]
+    assert list(metrics) == list(_json(single, "metrics.json")) == list(_json(multi, "metrics.json")) == expected
+    before = _json(multi, "metrics.json")
+    for r in _run_workers(store, [multi, multi], "--epochs", "1", "--resume", "--quiet", *args):  # nothing left
+        assert r.returncode == 0, r.stdout[-3000:]
+    assert _json(multi, "metrics.json") == pytest.approx(before, rel=1e-5)
+    assert list(_json(multi, "metrics.json")) == expected
+    config = _json(multi, "config.json")
+    results = _run_workers(store, [multi, multi], "--epochs", "2", "--resume", "--seed", "1", "--quiet", *args)
+    assert [r.returncode for r in results] == [1, 1]
+    errors = [[line for line in r.stdout.splitlines() if line.startswith("trainer: error: ")] for r in results]
+    assert errors[0] == [f"trainer: error: --resume: {multi} was started with seed=0, this command gives 1; resume "
+                         "with the same options, or start a new run with another --out"]
+    assert "worker 1 of 2: the cluster stopped" in errors[1][0]
+    assert _json(multi, "config.json") == config and len(_history(multi)) == 1
+
+
 MIRRORED = """
 import sys
 import tensorflow as tf

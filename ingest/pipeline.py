@@ -36,6 +36,7 @@ from .config import BLOCK_BYTES, BUCKET_BYTES, IngestConfig
 from .infer import infer_kinds
 from .parse import BlockParser
 from .progress import pass_bar
+from .shuffle import Segments
 from .sources import resolve_sources
 from .summary import Summary, write_rejects
 from .timings import Timed, Timings, table
@@ -126,10 +127,10 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
                        "work_layout": WORK_LAYOUT})
     ctx = passes.Context(work, files, BlockParser(header, kinds, config.encoding), config.seed, config.shuffle,
                          n_buckets, config.val_fraction, config.on_bad_rows == "error")
-    metas = _parse_pass(config, ctx, total, timings)
-    timings.begin("merge")
     splits = ("train", "validation") if config.val or config.val_fraction else ("train",)
-    summary = Summary(ctx.parser, kinds, config.label, metas, splits)
+    summary = Summary(ctx.parser, kinds, config.label, splits, Segments(n_buckets, config.shuffle))
+    _parse_pass(config, ctx, summary, total, timings)
+    timings.begin("merge")
     summary.raise_first_bad_row(config.on_bad_rows)
     rejects = write_rejects(config.rejects, summary.reject_parts(ctx)) if config.on_bad_rows == "skip" else None
     summary.merge_vocabularies(ctx, config.max_categories)
@@ -281,8 +282,9 @@ def _map(config: IngestConfig, ctx: passes.Context):
         pool.join()
 
 
-def _parse_pass(config: IngestConfig, ctx: passes.Context, total: int, timings: Timings) -> list[dict]:
-    """Pass 1 over every block, skipping blocks a previous run finished; metadata in block order.
+def _parse_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, total: int, timings: Timings) -> None:
+    """Pass 1 over every block, skipping blocks a previous run finished; each block's metadata goes into
+    ``summary`` in block order as it arrives (the parent keeps totals, not every block's metadata).
 
     Planning (one serial read of each file, cutting it at record ends) overlaps the parse: the pool takes blocks
     from the planner as it finds them (``Pool.imap`` consumes its input in a thread of its own), so the workers
@@ -290,35 +292,46 @@ def _parse_pass(config: IngestConfig, ctx: passes.Context, total: int, timings: 
     never closed) comes after the blocks before it are parsed, so errors are reported in file order."""
     timings.begin("parse")  # planning included: it runs alongside
     planned = _Planned(ctx)
-    metas: dict[int, dict] = {}
+    pending: dict[int, dict] = {}  # metadata that arrived before a block before it
     rows = 0
     with pass_bar("pass 1/2 parse", total, "B", enabled=config.progress) as bar, \
             _pool(config, ctx, timings) as run:
         for meta in run(passes.parse_block, planned.todo()):
-            metas[meta["block"]] = meta
+            pending[meta["block"]] = meta
+            _add_in_order(summary, pending, planned.take_resumed())
             rows += meta["rows"]
             bar.update(meta["bytes"] + planned.take_resumed_bytes())
             bar.set_postfix_str(f"{rows:,} rows", refresh=False)
             if meta["bad"] and ctx.stop_at_bad_row:
-                return [metas[k] for k in sorted(metas)]  # the first bad row in file order is in there
+                return  # every block before this one is in the summary: the first bad row in file order is there
         bar.update(planned.take_resumed_bytes())
     if planned.error is not None:
         raise planned.error
-    metas |= planned.resumed
-    return [metas[k] for k in sorted(metas)]
+    _add_in_order(summary, pending, planned.take_resumed())
+    if pending:
+        raise StoreError(f"internal error: blocks {sorted(pending)[:5]} were parsed but a block before them was not")
+
+
+def _add_in_order(summary: Summary, pending: dict[int, dict], resumed: dict[int, dict]) -> None:
+    """Give ``summary`` every block that is next in order (blocks are numbered 0, 1, ... in file order)."""
+    pending |= resumed
+    following = summary.blocks[-1] + 1 if summary.blocks else 0
+    while following in pending:
+        summary.add(pending.pop(following))
+        following += 1
 
 
 class _Planned:
-    """The blocks to parse, planned lazily: blocks a previous run finished (their metadata saved) are kept aside,
-    and a planner error is kept to be raised by the parent once the blocks before it are parsed (raised inside
-    ``Pool.imap``'s feeder thread it would have to cross a pipe)."""
+    """The blocks to parse, planned lazily: blocks a previous run finished (their metadata saved) are handed aside
+    (:meth:`take_resumed`), and a planner error is kept to be raised by the parent once the blocks before it are
+    parsed (raised inside ``Pool.imap``'s feeder thread it would have to cross a pipe)."""
 
     def __init__(self, ctx: passes.Context):
         self.ctx = ctx
-        self.resumed: dict[int, dict] = {}
         self.error: BaseException | None = None
+        self._resumed: dict[int, dict] = {}
         self._resumed_bytes = 0
-        self._lock = threading.Lock()  # the planner runs in the pool's feeder thread, the bar in the parent's
+        self._lock = threading.Lock()  # the planner runs in the pool's feeder thread, the parent reads here
 
     def todo(self):
         try:
@@ -326,13 +339,20 @@ class _Planned:
                 meta_path = self.ctx.spill(block.index) + ".json"
                 if os.path.exists(meta_path):
                     with open(meta_path, encoding="utf-8") as f:
-                        self.resumed[block.index] = json.load(f)
+                        meta = json.load(f)
                     with self._lock:
+                        self._resumed[block.index] = meta
                         self._resumed_bytes += block.end - block.start
                 else:
                     yield block
         except StoreError as exc:
             self.error = exc
+
+    def take_resumed(self) -> dict[int, dict]:
+        """The metadata of finished blocks found since the last call."""
+        with self._lock:
+            taken, self._resumed = self._resumed, {}
+        return taken
 
     def take_resumed_bytes(self) -> int:
         with self._lock:
@@ -352,7 +372,7 @@ def _writer(config: IngestConfig, ctx: passes.Context, summary: Summary) -> Stor
 
 def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, timings: Timings) -> None:
     """Pass 2: every shard not written by an earlier run, straight from the spill files."""
-    segments = summary.segments(ctx.n_buckets, ctx.shuffle)
+    segments = summary.segments
     segments.save(ctx.segments)
     jobs = [job for s, split in enumerate(summary.rows)
             for job in segments.jobs(s, split, ctx.writer.shard_rows)]

@@ -24,19 +24,42 @@ __all__ = ["Summary", "write_rejects", "write_block_rejects"]
 
 
 class Summary:
-    """Merges the per-block metadata of pass 1 (``metas``, in block order)."""
+    """What the parsing pass found, merged one block at a time in block order (:meth:`add`): totals, the first bad
+    row, merged statistics and the spill segments' counts (compact arrays) — never the blocks' metadata themselves,
+    so the parent's memory does not grow with their number beyond a few numbers per block."""
 
-    def __init__(self, parser: BlockParser, kinds: dict[str, str], label: str | None, metas: list[dict],
-                 splits: tuple[str, ...]):
-        self.parser, self.kinds, self.label, self.metas = parser, kinds, label, metas
-        self.rows_read = sum(m["rows_read"] for m in metas)
-        self.first_bad_row = next((m["bad"][0] for m in metas if m["bad"]), None)
-        self.rows_rejected = sum(m["rejected"] for m in metas)
-        val = sum(count for m in metas for _bucket, split, _first, count in m.get("segments", ()) if split == 1)
-        stored = sum(m["rows"] for m in metas)
-        self.rows = {"train": stored - val} | ({"validation": val} if "validation" in splits else {})
-        self.stats = self._merge_stats()
+    def __init__(self, parser: BlockParser, kinds: dict[str, str], label: str | None, splits: tuple[str, ...],
+                 segments: Segments):
+        self.parser, self.kinds, self.label, self.splits = parser, kinds, label, splits
+        self.segments = segments
+        self.rows_read = self.rows_rejected = 0
+        self.first_bad_row: list | None = None
+        self.blocks: list[int] = []  # in block order
+        self.rejected_blocks: list[int] = []
+        self.stats: dict[str, dict[str, ColumnStats]] = {s: {} for s in splits}
         self.vocab: list[Vocabulary] = []  # per categorical column, once merge_vocabularies has run
+
+    def add(self, meta: dict) -> None:
+        """Merge the next block's metadata (blocks must come in order: the merged statistics depend on it)."""
+        if self.blocks and meta["block"] <= self.blocks[-1]:
+            raise ValueError(f"block {meta['block']} after block {self.blocks[-1]}")
+        self.blocks.append(meta["block"])
+        self.rows_read += meta["rows_read"]
+        self.rows_rejected += meta["rejected"]
+        if meta["rejected"]:
+            self.rejected_blocks.append(meta["block"])
+        if meta["bad"] and self.first_bad_row is None:
+            self.first_bad_row = meta["bad"][0]
+        self.segments.add(meta["block"], meta.get("segments", ()))
+        for split, columns in meta.get("stats", {}).items():
+            merged = self.stats[split]
+            for col, state in columns.items():
+                merged[col] = merged.get(col, ColumnStats()).merge(ColumnStats.from_state(state))
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Rows stored per split."""
+        return {split: self.segments.rows(s) for s, split in enumerate(self.splits)}
 
     def raise_first_bad_row(self, policy: str) -> None:
         if policy == "error" and self.first_bad_row:
@@ -45,21 +68,12 @@ class Summary:
 
     def reject_parts(self, ctx) -> list[str]:
         """The files of rejected rows written by the parsing pass (one per block that had some), in block order."""
-        return [ctx.rejects(m["block"]) for m in self.metas if m["rejected"]]
-
-    def _merge_stats(self) -> dict[str, dict[str, ColumnStats]]:
-        out: dict[str, dict[str, ColumnStats]] = {s: {} for s in self.rows}
-        for meta in self.metas:
-            for split, columns in meta.get("stats", {}).items():
-                for col, state in columns.items():
-                    merged = out[split].get(col, ColumnStats())
-                    out[split][col] = merged.merge(ColumnStats.from_state(state))
-        return out
+        return [ctx.rejects(block) for block in self.rejected_blocks]
 
     def merge_vocabularies(self, ctx, max_categories: int) -> None:
         """Merge the blocks' vocabularies (ingest.vocabulary: one column and one block at a time) and write each
         block's code maps for the shuffle pass."""
-        blocks = [meta["block"] for meta in self.metas]
+        blocks = self.blocks
         cat_cols = self.parser.cat_cols
         label = {cat_cols.index(self.label)} if self.label in cat_cols else set()
         self.vocab = merge(ctx.vocabulary, blocks, len(cat_cols), max_categories, never_hash=label)
@@ -94,13 +108,6 @@ class Summary:
                 f"so it is limited to {MAX_CHUNK_BYTES >> 20} MiB: pass --batch-size {MAX_CHUNK_BYTES // widest:,} "
                 "or less")
         return chunks_per_shard_for(batch_size, widest)
-
-    def segments(self, n_buckets: int, shuffle: bool) -> Segments:
-        """Where every bucket's rows lie in the spill files (ingest.shuffle.Segments)."""
-        table = Segments(n_buckets, shuffle)
-        for meta in self.metas:
-            table.add(meta["block"], meta.get("segments", ()))
-        return table
 
     def attributes(self, files, config, rejects: str | None, timings: dict | None = None) -> dict:
         """The root attributes the ingest adds: statistics, and the record of how the store was made (with the

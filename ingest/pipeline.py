@@ -8,6 +8,7 @@ partial directory and produces exactly the same store.
 from __future__ import annotations
 
 import errno
+import gc
 import glob
 import json
 import math
@@ -273,7 +274,14 @@ def _map(config: IngestConfig, ctx: passes.Context):
         return
     methods = multiprocessing.get_all_start_methods()
     mp = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    pool = mp.Pool(config.workers, initializer=passes.set_context, initargs=(ctx,))
+    # A forked worker must never garbage-collect the parent's objects: their finalizers need threads or state that
+    # did not survive the fork (with TensorFlow loaded, as in a notebook or a test run, one segfaulted). Frozen
+    # objects are left alone by the collector in the workers; the parent unfreezes them at once.
+    gc.freeze()
+    try:
+        pool = mp.Pool(config.workers, initializer=passes.set_context, initargs=(ctx,))
+    finally:
+        gc.unfreeze()
     try:
         yield lambda fn, items: pool.imap(fn, items, chunksize=1)
         pool.close()

@@ -10,9 +10,9 @@ from collections import Counter
 
 from store.errors import BadRowError, OptionError
 from store.files import publish, temporary_name, write_atomic
-from store.layout import chunks_per_shard_for
+from store.layout import CATEGORY_ARRAY, FLOAT_ARRAY, chunks_per_shard_for
 from store.location import filesystem, is_remote
-from store.schema import CATEGORY_ARRAY, FLOAT_ARRAY, Column, Schema, narrowest_int
+from store.schema import Column, Schema, narrowest_int
 from store.stats import ColumnStats
 
 from .config import MAX_CHUNK_BYTES

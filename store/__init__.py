@@ -2,8 +2,8 @@
 
 from .errors import (ChunkError, DiskFullError, FormatError, IncompleteStoreError, MetadataError, OptionError,
                      SchemaError, SourceError, StoreError, BadRowError, OutputExistsError)
-from .layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, FORMAT_NAME, FORMAT_VERSION, SPLITS
-from .reader import Store, open_store, partial_path
+from .layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, FORMAT_NAME, FORMAT_VERSION, SPLITS, partial_path
+from .reader import Store, open_store
 from .schema import KINDS, Column, Schema
 from .stats import ColumnStats
 from .writer import StoreWriter

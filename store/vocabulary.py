@@ -21,14 +21,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["StoredVocabulary", "write_vocabulary", "vocabulary_path", "value_hashes", "hashed_codes"]
+from .layout import VOCABULARY_GROUP, vocabulary_path
+
+__all__ = ["StoredVocabulary", "write_vocabulary", "value_hashes", "hashed_codes", "pack", "unpack"]
 
 _CHUNK_VALUES = 1 << 20  # offsets per chunk (8 MiB)
 _CHUNK_BYTES = 1 << 24  # UTF-8 bytes per chunk (16 MiB)
-
-
-def vocabulary_path(store: str, index: int) -> str:
-    return f"{store.rstrip('/')}/vocabulary/{index}"
 
 
 def pack(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +46,7 @@ def unpack(offsets: np.ndarray, utf8: np.ndarray) -> list[str]:
 def write_vocabulary(group, index: int, values: Sequence[str], compressors) -> None:
     """Write ``values`` as ``vocabulary/<index>/{offsets,utf8}`` under the zarr group ``group`` (the store root)."""
     offsets, utf8 = pack(values)
-    sub = group.require_group("vocabulary").create_group(str(index))
+    sub = group.require_group(VOCABULARY_GROUP).create_group(str(index))
     for name, data, chunk, dim in (("offsets", offsets, _CHUNK_VALUES, "value"), ("utf8", utf8, _CHUNK_BYTES, "byte")):
         array = sub.create_array(name, shape=data.shape, dtype=data.dtype, chunks=(max(1, min(chunk, len(data))),),
                                  compressors=compressors, fill_value=0, dimension_names=[dim])

@@ -18,7 +18,6 @@ import numpy as np
 
 from store.errors import StoreError
 from store.schema import Schema
-from store.stats import ColumnStats
 from store.writer import StoreWriter
 
 from .blocks import Block
@@ -26,6 +25,7 @@ from .parse import INT_MISSING, BlockParser
 from .shuffle import (ShardJob, SpillReader, bucket_of, bucket_permutation, is_validation, record_dtype, row_hash,
                       spill_order, write_spill)
 from .sources import SourceFile, read_range
+from .stats import ColumnStats
 from .summary import write_block_rejects
 from .vocabulary import write_block as write_block_vocabulary
 

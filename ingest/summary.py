@@ -13,11 +13,11 @@ from store.files import publish, temporary_name, write_atomic
 from store.layout import CATEGORY_ARRAY, FLOAT_ARRAY, chunks_per_shard_for
 from store.location import filesystem, is_remote
 from store.schema import Column, Schema, narrowest_int
-from store.stats import ColumnStats
 
 from .config import MAX_CHUNK_BYTES
 from .parse import BlockParser
 from .shuffle import Segments
+from .stats import ColumnStats
 from .vocabulary import Vocabulary, merge, write_maps
 
 __all__ = ["Summary", "write_rejects", "write_block_rejects"]

@@ -5,11 +5,10 @@ from .errors import (ChunkError, DiskFullError, FormatError, IncompleteStoreErro
 from .layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, FORMAT_NAME, FORMAT_VERSION, SPLITS, partial_path
 from .reader import Store, open_store
 from .schema import KINDS, Column, Schema
-from .stats import ColumnStats
 from .writer import StoreWriter
 
 __all__ = [
-    "open_store", "Store", "StoreWriter", "Schema", "Column", "ColumnStats", "partial_path",
+    "open_store", "Store", "StoreWriter", "Schema", "Column", "partial_path",
     "KINDS", "SPLITS", "COMPRESSIONS", "DEFAULT_BATCH_SIZE", "FORMAT_NAME", "FORMAT_VERSION",
     "StoreError", "BadRowError", "SourceError", "SchemaError", "OptionError", "IncompleteStoreError",
     "FormatError", "MetadataError", "ChunkError", "OutputExistsError", "DiskFullError",

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from store.errors import OptionError, StoreError, from_os_error
-from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
-from store.schema import KINDS
+from store import COMPRESSIONS, DEFAULT_BATCH_SIZE, KINDS, MAX_BATCH_SIZE, OptionError, StoreError, from_os_error
 
 from .config import MAX_CHUNK_BYTES, IngestConfig, load_schema_file
 from .pipeline import ingest

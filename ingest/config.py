@@ -7,10 +7,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from store.errors import OptionError, SchemaError
-from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_CATEGORIES
-from store.location import is_remote
-from store.schema import KINDS
+from store import (COMPRESSIONS, DEFAULT_BATCH_SIZE, KINDS, MAX_BATCH_SIZE, MAX_CATEGORIES, OptionError, SchemaError,
+                   is_remote)
 
 from .vocabulary import DEFAULT_MAX_CATEGORIES
 

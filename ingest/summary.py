@@ -8,11 +8,8 @@ import shutil
 from collections import Counter
 
 
-from store.errors import BadRowError, OptionError
-from store.files import publish, temporary_name, write_atomic
-from store.layout import CATEGORY_ARRAY, FLOAT_ARRAY, chunks_per_shard_for
-from store.location import filesystem, is_remote
-from store.schema import Column, Schema, narrowest_int
+from store import (CATEGORY_ARRAY, FLOAT_ARRAY, BadRowError, Column, OptionError, Schema, chunks_per_shard_for,
+                   filesystem, is_remote, narrowest_int, publish, temporary_name, write_atomic)
 
 from .config import MAX_CHUNK_BYTES
 from .parse import BlockParser

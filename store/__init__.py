@@ -20,7 +20,7 @@ from .writer import StoreWriter
 # Columns: their kinds, the schema, and the integer type a column's range needs.
 from .schema import KINDS, Column, Schema, narrowest_int
 # The format's names, paths and limits (store/layout.py, FORMAT.md).
-from .layout import (ATTRS_KEY, CATEGORY_ARRAY, COMPRESSIONS, DEFAULT_BATCH_SIZE, FLOAT_ARRAY, FORMAT_NAME,
+from .layout import (ATTRS_KEY, CATEGORY_ARRAY, COMPRESSIONS, FLOAT_ARRAY, FORMAT_NAME,
                      FORMAT_VERSION, MAX_BATCH_SIZE, MAX_CATEGORIES, SPLITS, VOCABULARY_GROUP, chunks_per_shard_for,
                      partial_path, shard_path)
 # Categorical values: the strings' packed (offsets, utf8) form and the hashing of hashed columns.
@@ -42,7 +42,7 @@ __all__ = [
     "KINDS", "Column", "Schema", "narrowest_int",
     # the format
     "FORMAT_NAME", "FORMAT_VERSION", "ATTRS_KEY", "SPLITS", "FLOAT_ARRAY", "CATEGORY_ARRAY", "COMPRESSIONS",
-    "VOCABULARY_GROUP", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "MAX_CATEGORIES", "chunks_per_shard_for",
+    "VOCABULARY_GROUP", "MAX_BATCH_SIZE", "MAX_CATEGORIES", "chunks_per_shard_for",
     "shard_path", "partial_path",
     # categorical values
     "pack_strings", "unpack_strings", "value_hashes", "hashed_codes",

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "READABLE_VERSIONS", "ATTRS_KEY", "SPLITS", "COMPRESSIONS",
-           "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "MAX_CATEGORIES", "SHARD_TARGET_BYTES", "MAX_CHUNKS_PER_SHARD",
+           "MAX_BATCH_SIZE", "MAX_CATEGORIES", "SHARD_TARGET_BYTES", "MAX_CHUNKS_PER_SHARD",
            "FLOAT_ARRAY", "CATEGORY_ARRAY", "INT_DTYPES", "VOCABULARY_GROUP", "BLOSC_LEVELS", "BLOSC_SHUFFLE",
            "BLOSC_HEADER_BYTES", "CHECKSUM_BYTES", "INDEX_ENTRY_BYTES", "EMPTY_CHUNK", "blosc_config",
            "shard_index_bytes", "shard_path", "partial_path", "vocabulary_path", "chunks_per_shard_for",
@@ -33,7 +33,6 @@ INT_DTYPES = ("int8", "int16", "int32", "int64")  # the integer arrays, each nam
 VOCABULARY_GROUP = "vocabulary"  # vocabulary/<index>/{offsets,utf8} (store.vocabulary)
 
 # --- sizes and limits (FORMAT.md, "Arrays" and "Readers validate")
-DEFAULT_BATCH_SIZE = 1000
 # Most rows in one batch (ingest: one chunk; trainer: one training batch). A batch is built whole in memory, the
 # store's last chunk padded to full size, and the loader holds several at once: a batch size meant as a row count
 # of the whole data set failed with a MemoryError traceback (issue 11). 2**20 is far beyond useful batch sizes.

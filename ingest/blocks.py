@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from store.errors import BadRowError
+from store import BadRowError
 
 from .config import MAX_RECORD_BYTES
 from .quotes import last_record_end

@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from store.errors import OptionError, StoreError, from_os_error
-from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
-from store.schema import KINDS
+from store import COMPRESSIONS, KINDS, MAX_BATCH_SIZE, OptionError, StoreError, from_os_error
 
-from .config import MAX_CHUNK_BYTES, IngestConfig, load_schema_file
+from .config import DEFAULT_BATCH_SIZE, MAX_CHUNK_BYTES, IngestConfig, load_schema_file
 from .pipeline import ingest
 from .vocabulary import DEFAULT_MAX_CATEGORIES
 

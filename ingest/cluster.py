@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from store.errors import OptionError, StoreError
-from store.location import is_remote
+from store import OptionError, StoreError, is_remote
 
 from . import passes
 from .sources import source_readable

@@ -7,16 +7,17 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from store.errors import OptionError, SchemaError
-from store.layout import COMPRESSIONS, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_CATEGORIES
-from store.location import is_remote
-from store.schema import KINDS
+from store import COMPRESSIONS, KINDS, MAX_BATCH_SIZE, MAX_CATEGORIES, OptionError, SchemaError, is_remote
 
 from .vocabulary import DEFAULT_MAX_CATEGORIES
 
-__all__ = ["IngestConfig", "BAD_ROW_POLICIES", "BLOCK_BYTES", "MAX_RECORD_BYTES", "MAX_CHUNK_BYTES"]
+__all__ = ["IngestConfig", "BAD_ROW_POLICIES", "BLOCK_BYTES", "MAX_RECORD_BYTES", "MAX_CHUNK_BYTES",
+           "DEFAULT_BATCH_SIZE"]
 
 BAD_ROW_POLICIES = ("error", "skip")
+# Rows per chunk (= per training batch) unless --batch-size says otherwise: the ingest's choice; the format only
+# bounds it (store's MAX_BATCH_SIZE).
+DEFAULT_BATCH_SIZE = 1000
 # Parsing unit. Part of the row identity used by the shuffle (rows are keyed by block and position), so it is a
 # constant of the format, not a tuning knob: changing it changes the shuffled order of a store. 16 MiB: 20 work items
 # on a 330 MB file, so 16 cores have work on a small input too (2 cores: 2.41 s against 2.53 s with 32 MiB, median of

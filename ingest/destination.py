@@ -14,13 +14,11 @@ import json
 import os
 import tempfile
 
-from store.errors import OutputExistsError
-from store.layout import ATTRS_KEY, FORMAT_NAME
-from store.location import filesystem
+from store import ATTRS_KEY, FORMAT_NAME, SPLITS, VOCABULARY_GROUP, OutputExistsError, filesystem
 
 __all__ = ["default_work_dir", "remote_state", "upload_store", "UPLOAD_MARKER"]
 
-_STORE_NAMES = {"zarr.json", "train", "validation", "vocabulary"}  # a store's top level (FORMAT.md)
+_STORE_NAMES = {"zarr.json", *SPLITS, VOCABULARY_GROUP}  # a store's top level (FORMAT.md)
 # Uploaded first and removed last: marks a prefix holding an upload of ours that has not finished. Only such a
 # prefix, or a complete store of this format with nothing else beside it, is ever deleted by --overwrite.
 UPLOAD_MARKER = ".ingest-upload"

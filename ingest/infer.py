@@ -13,7 +13,7 @@ import warnings
 
 import pandas as pd
 
-from store.errors import SchemaError, SourceError
+from store import SchemaError, SourceError
 
 from .sources import SourceFile, open_source
 

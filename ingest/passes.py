@@ -16,22 +16,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store.errors import StoreError
-from store.schema import Schema
-from store.stats import ColumnStats
-from store.writer import StoreWriter
+from store import CATEGORY_ARRAY, FLOAT_ARRAY, SPLITS, Schema, StoreError, StoreWriter
 
 from .blocks import Block
 from .parse import INT_MISSING, BlockParser
 from .shuffle import (ShardJob, SpillReader, bucket_of, bucket_permutation, is_validation, record_dtype, row_hash,
                       spill_order, write_spill)
 from .sources import SourceFile, read_range
+from .stats import ColumnStats
 from .summary import write_block_rejects
 from .vocabulary import write_block as write_block_vocabulary
 
 __all__ = ["Context", "set_context", "parse_block", "write_shard", "SPLIT_NAMES"]
 
-SPLIT_NAMES = ("train", "validation")
+SPLIT_NAMES = SPLITS  # the spill numbers the splits in this order: 0 train, 1 validation
 
 
 @dataclass
@@ -231,9 +229,9 @@ def _final_arrays(c: Context, rows: np.ndarray) -> dict[str, np.ndarray]:
     int_index = {name: j for j, name in enumerate(c.parser.int_cols)}
     for array, columns in c.schema.arrays.items():
         dtype = c.schema.array_dtype(array)
-        if array == "float32":
+        if array == FLOAT_ARRAY:
             out[array] = rows["f"]
-        elif array == "categorical":
+        elif array == CATEGORY_ARRAY:
             out[array] = rows["c"].astype(dtype)
         else:
             values = rows["i"][:, [int_index[col.name] for col in columns]]

@@ -21,13 +21,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from store.errors import BadRowError, OptionError, OutputExistsError, SchemaError, StoreError, from_os_error
-from store.files import publish, write_atomic
-from store.layout import ATTRS_KEY, FORMAT_NAME, shard_path
-from store.lock import Lock
-from store.location import is_remote
-from store.reader import partial_path
-from store.writer import StoreWriter
+from store import (ATTRS_KEY, FORMAT_NAME, BadRowError, Lock, OptionError, OutputExistsError, SchemaError, StoreError,
+                   StoreWriter, from_os_error, is_remote, partial_path, publish, shard_path, write_atomic)
 
 from . import passes
 from .blocks import plan_blocks

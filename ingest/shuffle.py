@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store.files import publish, temporary_name, write_atomic
+from store import publish, temporary_name, write_atomic
 
 __all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "spill_order", "write_spill", "SpillReader", "Segments",
            "ShardJob", "bucket_permutation", "save_array"]

@@ -18,8 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
-from store.errors import SourceError, StoreError
-from store.location import filesystem, is_remote
+from store import SourceError, StoreError, filesystem, is_remote
 
 from .config import MAX_RECORD_BYTES
 from .quotes import first_record_end

@@ -8,16 +8,13 @@ import shutil
 from collections import Counter
 
 
-from store.errors import BadRowError, OptionError
-from store.files import publish, temporary_name, write_atomic
-from store.layout import chunks_per_shard_for
-from store.location import filesystem, is_remote
-from store.schema import CATEGORY_ARRAY, FLOAT_ARRAY, Column, Schema, narrowest_int
-from store.stats import ColumnStats
+from store import (CATEGORY_ARRAY, FLOAT_ARRAY, BadRowError, Column, OptionError, Schema, chunks_per_shard_for,
+                   filesystem, is_remote, narrowest_int, publish, temporary_name, write_atomic)
 
 from .config import MAX_CHUNK_BYTES
 from .parse import BlockParser
 from .shuffle import Segments
+from .stats import ColumnStats
 from .vocabulary import Vocabulary, merge, write_maps
 
 __all__ = ["Summary", "write_rejects", "write_block_rejects"]

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store.files import write_atomic
-from store.vocabulary import hashed_codes, pack, unpack, value_hashes
+from store import hashed_codes, pack_strings, unpack_strings, value_hashes, write_atomic
 
 from .shuffle import save_array
 
@@ -43,7 +42,7 @@ def write_block(path: str, vocab: list[list[str]], counts: list[np.ndarray]) -> 
     ``h{j}``), durably: the block's metadata, written after it, marks the block done."""
     arrays = {}
     for j, (values, n) in enumerate(zip(vocab, counts)):
-        offsets, utf8 = pack(values)
+        offsets, utf8 = pack_strings(values)
         arrays |= {f"o{j}": offsets, f"u{j}": utf8, f"n{j}": np.asarray(n, np.int64), f"h{j}": value_hashes(values)}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -60,7 +59,7 @@ def merge(block_file: Callable[[int], str], blocks: list[int], columns: int, max
         hashed = False
         for b in blocks:
             with np.load(block_file(b)) as data:
-                counts.update(dict(zip(unpack(data[f"o{j}"], data[f"u{j}"]), data[f"n{j}"].tolist())))
+                counts.update(dict(zip(unpack_strings(data[f"o{j}"], data[f"u{j}"]), data[f"n{j}"].tolist())))
             if len(counts) > max_categories and j not in never_hash:
                 hashed = True
                 break
@@ -84,7 +83,7 @@ def write_maps(block_file: Callable[[int], str], blocks: list[int], vocabularies
                 if codes is None:
                     local = hashed_codes(data[f"h{j}"], vocab.hash_buckets)
                 else:
-                    local = np.array([codes[v] for v in unpack(data[f"o{j}"], data[f"u{j}"])], dtype=np.int64)
+                    local = np.array([codes[v] for v in unpack_strings(data[f"o{j}"], data[f"u{j}"])], dtype=np.int64)
             maps.append(np.concatenate([[0], local]).astype(np.int32))  # codes < 2**31: IngestConfig's bound
         offsets[j, 1:] = np.cumsum([len(m) for m in maps])
         save_array(map_file(j), np.concatenate(maps) if maps else np.zeros(0, np.int32))

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .errors import ChunkError
-from .layout import shard_path
+from .layout import shard_index_bytes, shard_path
 from .location import filesystem, is_remote
 from .shard import EMPTY, ChunkCodec, check_index, read_index
 
@@ -216,7 +216,7 @@ class ArrayReader:
         except FileNotFoundError:
             raise ChunkError(f"{self.name}: shard {shard} ({path}) is missing; the store is damaged, re-run the "
                              "ingest", array=self.name, chunk=shard * self.cps) from None
-        tail = 16 * self.cps + 4
+        tail = shard_index_bytes(self.cps)
         if size < tail:
             raise ChunkError(f"{self.name}: shard {shard} is truncated ({size} bytes); the store is damaged, re-run "
                              "the ingest", array=self.name, chunk=shard * self.cps)
@@ -246,7 +246,7 @@ class ArrayReader:
             raise ChunkError(f"{self.name}: shard {shard} ({path}) is not a regular file; the store is damaged, "
                              "re-run the ingest", array=self.name, chunk=shard * self.cps)
         size = st.st_size
-        tail = 16 * self.cps + 4
+        tail = shard_index_bytes(self.cps)
         if size < tail:
             os.close(fd)
             raise ChunkError(f"{self.name}: shard {shard} is truncated ({size} bytes); the store is damaged, re-run "

@@ -12,17 +12,12 @@ import zarr
 from .chunks import read_chunks
 from .errors import (ChunkError, FormatError, IncompleteStoreError, MetadataError, OptionError, SourceError,
                      StoreError)
-from .layout import ATTRS_KEY, FORMAT_NAME, READABLE_VERSIONS
+from .layout import ATTRS_KEY, FORMAT_NAME, READABLE_VERSIONS, partial_path
 from .location import filesystem, is_remote
 from .schema import Column, Schema
 from .validation import check_store, read_metadata, read_remote_metadata, show_value
 
-__all__ = ["Store", "open_store", "partial_path", "store_identity", "check_unchanged"]
-
-
-def partial_path(path: str) -> str:
-    """Where an ingest builds the local store ``path`` until it is complete."""
-    return os.path.normpath(path) + ".partial"
+__all__ = ["Store", "open_store", "store_identity", "check_unchanged"]
 
 
 def open_store(path: str | os.PathLike) -> "Store":

@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import SchemaError
+from .layout import CATEGORY_ARRAY, INT_DTYPES
 
-__all__ = ["KINDS", "INT_DTYPES", "Column", "Schema", "narrowest_int", "code_dtype"]
+__all__ = ["KINDS", "Column", "Schema", "narrowest_int", "code_dtype"]
 
 KINDS = ("float", "int", "bool", "datetime", "category")
-INT_DTYPES = ("int8", "int16", "int32", "int64")
-FLOAT_ARRAY = "float32"
-CATEGORY_ARRAY = "categorical"
 
 
 def narrowest_int(minimum: int | None, maximum: int | None) -> str:

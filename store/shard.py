@@ -20,11 +20,15 @@ import numpy as np
 from numcodecs import blosc
 
 from .errors import ChunkError
+from .layout import (BLOSC_HEADER_BYTES, CHECKSUM_BYTES, EMPTY_CHUNK, INDEX_ENTRY_BYTES, blosc_config,
+                     shard_index_bytes)
 
 __all__ = ["ChunkCodec", "encode_shard", "read_index", "check_index", "EMPTY"]
 
-EMPTY = np.uint64(2**64 - 1)
-_CRC = struct.Struct("<I")
+EMPTY = np.uint64(EMPTY_CHUNK)
+_CRC = struct.Struct("<I")  # the CRC32C after each chunk and after the index (CHECKSUM_BYTES)
+_SHUFFLES = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE,
+             "bitshuffle": numcodecs.Blosc.BITSHUFFLE}  # Zarr v3 names -> numcodecs' constants
 
 
 class ChunkCodec:
@@ -34,16 +38,19 @@ class ChunkCodec:
         self.compression = compression
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self._blosc = None
-        self._smallest = 4  # an encoded chunk is at least its checksum (and a Blosc header of 16 bytes)
-        if compression in ("lz4", "zstd"):
-            self._smallest = 20
-            self._blosc = numcodecs.Blosc(cname=compression, clevel=5 if compression == "lz4" else 3,
-                                          shuffle=numcodecs.Blosc.SHUFFLE)
+        self._smallest = CHECKSUM_BYTES  # an encoded chunk is at least its checksum (and a Blosc header)
+        config = blosc_config(compression)
+        if config is not None:
+            self._smallest = BLOSC_HEADER_BYTES + CHECKSUM_BYTES
+            self._blosc = numcodecs.Blosc(cname=config["cname"], clevel=config["clevel"],
+                                          shuffle=_SHUFFLES[config["shuffle"]])
 
     def encoded_sizes(self, decoded: int) -> tuple[int, int]:
         """(fewest, most) bytes an encoded chunk of ``decoded`` bytes can take: Blosc adds at most its 16-byte
         header to incompressible data, and every chunk ends with its 4-byte checksum."""
-        return (self._smallest, decoded + 20) if self._blosc is not None else (decoded + 4, decoded + 4)
+        if self._blosc is None:
+            return decoded + CHECKSUM_BYTES, decoded + CHECKSUM_BYTES
+        return self._smallest, decoded + BLOSC_HEADER_BYTES + CHECKSUM_BYTES
 
     def encode(self, chunk: np.ndarray) -> bytes:
         raw = np.ascontiguousarray(chunk, dtype=self.dtype)
@@ -65,8 +72,8 @@ class ChunkCodec:
         if size < self._smallest:
             raise ChunkError(f"{array}: chunk {chunk} is truncated ({size} bytes); the store is damaged, "
                              "re-run the ingest", array=array, chunk=chunk)
-        body = np.frombuffer(data, np.uint8, size - 4)  # google_crc32c takes numpy views, not memoryviews
-        if google_crc32c.value(body) != int.from_bytes(data[size - 4:], "little"):
+        body = np.frombuffer(data, np.uint8, size - CHECKSUM_BYTES)  # google_crc32c takes numpy views only
+        if google_crc32c.value(body) != int.from_bytes(data[size - CHECKSUM_BYTES:], "little"):
             raise ChunkError(f"{array}: chunk {chunk} fails its CRC32C checksum; the store is damaged, "
                              "re-run the ingest", array=array, chunk=chunk)
         if self._blosc is None:
@@ -80,9 +87,9 @@ class ChunkCodec:
             if claimed != expected:
                 raise ChunkError(f"{array}: chunk {chunk} claims {claimed} decoded bytes, expected {expected}; the "
                                  "store is damaged, re-run the ingest", array=array, chunk=chunk)
-            if int.from_bytes(data[12:16], "little") != size - 4:
+            if int.from_bytes(data[12:16], "little") != size - CHECKSUM_BYTES:
                 raise ChunkError(f"{array}: chunk {chunk} claims {int.from_bytes(data[12:16], 'little')} compressed "
-                                 f"bytes, holds {size - 4}; the store is damaged, re-run the ingest",
+                                 f"bytes, holds {size - CHECKSUM_BYTES}; the store is damaged, re-run the ingest",
                                  array=array, chunk=chunk)
             try:  # the module function (Blosc.decode adds ~1.3 µs per call), into `out` when given
                 decoded = blosc.decompress(body) if out is None else blosc.decompress(body, out)  # len(out) == expected
@@ -116,11 +123,12 @@ def encode_shard(codec: ChunkCodec, rows: np.ndarray, chunk_rows: int, chunks_pe
 
 
 def read_index(tail: bytes, chunks_per_shard: int, *, array: str = "", shard: int = -1) -> np.ndarray:
-    """Parse and verify a shard's index (the last ``16 * chunks_per_shard + 4`` bytes of the file)."""
-    size = 16 * chunks_per_shard
-    if len(tail) != size + 4:
-        raise ChunkError(f"{array}: shard {shard} is truncated (index of {len(tail)} bytes, expected {size + 4}); "
-                         "the store is damaged, re-run the ingest", array=array, chunk=shard)
+    """Parse and verify a shard's index (the last ``shard_index_bytes(chunks_per_shard)`` bytes of the file)."""
+    size = INDEX_ENTRY_BYTES * chunks_per_shard
+    if len(tail) != shard_index_bytes(chunks_per_shard):
+        raise ChunkError(f"{array}: shard {shard} is truncated (index of {len(tail)} bytes, expected "
+                         f"{shard_index_bytes(chunks_per_shard)}); the store is damaged, re-run the ingest",
+                         array=array, chunk=shard)
     body = tail[:size]
     if google_crc32c.value(body) != _CRC.unpack(tail[size:])[0]:
         raise ChunkError(f"{array}: shard {shard} index fails its CRC32C checksum; the store is damaged, "

@@ -19,16 +19,16 @@ import os
 import stat
 
 from .errors import MetadataError
-from .layout import (COMPRESSIONS, MAX_BATCH_SIZE, MAX_CATEGORIES, MAX_CHUNKS_PER_SHARD, SPLITS,
-                     array_fill_value)
+from .layout import (BLOSC_HEADER_BYTES, CATEGORY_ARRAY, COMPRESSIONS, FLOAT_ARRAY, INT_DTYPES, MAX_BATCH_SIZE,
+                     MAX_CATEGORIES, MAX_CHUNKS_PER_SHARD, SPLITS, VOCABULARY_GROUP, array_fill_value, blosc_config)
 from .location import filesystem, is_remote
-from .schema import CATEGORY_ARRAY, FLOAT_ARRAY, INT_DTYPES, KINDS, Schema
+from .schema import KINDS, Schema
 
 __all__ = ["check_store", "read_metadata", "read_remote_metadata", "show_value", "MAX_METADATA_BYTES",
            "MAX_CHUNK_BYTES", "MAX_CHUNKS"]
 
 MAX_METADATA_BYTES = 256 * 2**20  # one zarr.json; a version-1 root holds the vocabularies
-MAX_CHUNK_BYTES = 2**31 - 1 - 16  # one decoded chunk: the most a Blosc buffer holds
+MAX_CHUNK_BYTES = 2**31 - 1 - BLOSC_HEADER_BYTES  # one decoded chunk: the most a Blosc buffer holds
 MAX_CHUNKS = 2**31  # chunks of one split (2e12 rows at the default batch size): bounds the per-epoch permutation
 MAX_VOCABULARY_BYTES = 2**36  # one vocabulary's UTF-8 bytes (64 GiB): read only to turn codes into strings
 ARRAYS_OF_KIND = {"float": (FLOAT_ARRAY,), "category": (CATEGORY_ARRAY,), "int": INT_DTYPES, "bool": INT_DTYPES,
@@ -332,10 +332,10 @@ def _check_layout(ck: _Fields, files: _Files, schema: Schema, rows: dict[str, in
 def _check_vocabulary(ck: _Fields, files: "_Files", index: int, size: int) -> None:
     """The vocabulary's two arrays have the shapes and types its size says (the offsets themselves are checked
     when the values are read: store.vocabulary)."""
-    rel = f"vocabulary/{index}/offsets/zarr.json"
+    rel = f"{VOCABULARY_GROUP}/{index}/offsets/zarr.json"
     _match(ck, rel, files.json(rel), {"zarr_format": 3, "node_type": "array", "shape": [size + 1],
                                       "data_type": "int64"})
-    rel = f"vocabulary/{index}/utf8/zarr.json"
+    rel = f"{VOCABULARY_GROUP}/{index}/utf8/zarr.json"
     meta = files.json(rel)
     _match(ck, rel, meta, {"zarr_format": 3, "node_type": "array", "data_type": "uint8"})
     shape = meta.get("shape")
@@ -348,8 +348,9 @@ def _array_metadata(schema: Schema, name: str, rows: int, batch: int, cps: int, 
     """What FORMAT.md fixes in the zarr.json of array ``name`` (a subset: other keys may be present)."""
     n = len(schema.arrays[name])
     fill = array_fill_value(name)  # NaN for float32: "NaN" in JSON
-    inner = [{"name": "bytes"}] + ([] if compression == "none" else
-                                   [{"name": "blosc", "configuration": {"cname": compression}}]) + [{"name": "crc32c"}]
+    blosc = blosc_config(compression)  # only its cname is checked: a reader decodes any clevel and shuffle
+    inner = [{"name": "bytes"}] + ([] if blosc is None else
+                                   [{"name": "blosc", "configuration": {"cname": blosc["cname"]}}]) + [{"name": "crc32c"}]
     return {"zarr_format": 3, "node_type": "array", "shape": [rows, n],
             "data_type": schema.array_dtype(name).name, "fill_value": "NaN" if name == FLOAT_ARRAY else fill,
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [batch * cps, n]}},

@@ -21,25 +21,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["StoredVocabulary", "write_vocabulary", "vocabulary_path", "value_hashes", "hashed_codes"]
+from .layout import VOCABULARY_GROUP, vocabulary_path
+
+__all__ = ["StoredVocabulary", "write_vocabulary", "value_hashes", "hashed_codes", "pack_strings",
+           "unpack_strings"]
 
 _CHUNK_VALUES = 1 << 20  # offsets per chunk (8 MiB)
 _CHUNK_BYTES = 1 << 24  # UTF-8 bytes per chunk (16 MiB)
 
 
-def vocabulary_path(store: str, index: int) -> str:
-    return f"{store.rstrip('/')}/vocabulary/{index}"
-
-
-def pack(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, utf8) of ``values``."""
+def pack_strings(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, utf8) of ``values``: the layout of a stored vocabulary (module docstring), also used by the
+    ingest's vocabulary work files."""
     encoded = [v.encode("utf-8") for v in values]
     offsets = np.zeros(len(encoded) + 1, np.int64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
     return offsets, np.frombuffer(b"".join(encoded), np.uint8)
 
 
-def unpack(offsets: np.ndarray, utf8: np.ndarray) -> list[str]:
+def unpack_strings(offsets: np.ndarray, utf8: np.ndarray) -> list[str]:
+    """The values of :func:`pack_strings`' ``(offsets, utf8)``."""
     data = utf8.tobytes()
     bounds = offsets.tolist()
     return [data[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
@@ -47,8 +48,8 @@ def unpack(offsets: np.ndarray, utf8: np.ndarray) -> list[str]:
 
 def write_vocabulary(group, index: int, values: Sequence[str], compressors) -> None:
     """Write ``values`` as ``vocabulary/<index>/{offsets,utf8}`` under the zarr group ``group`` (the store root)."""
-    offsets, utf8 = pack(values)
-    sub = group.require_group("vocabulary").create_group(str(index))
+    offsets, utf8 = pack_strings(values)
+    sub = group.require_group(VOCABULARY_GROUP).create_group(str(index))
     for name, data, chunk, dim in (("offsets", offsets, _CHUNK_VALUES, "value"), ("utf8", utf8, _CHUNK_BYTES, "byte")):
         array = sub.create_array(name, shape=data.shape, dtype=data.dtype, chunks=(max(1, min(chunk, len(data))),),
                                  compressors=compressors, fill_value=0, dimension_names=[dim])
@@ -105,7 +106,7 @@ class StoredVocabulary(Sequence):
             bounds = offsets[:]
             if bounds[0] != 0 or bounds[-1] != utf8.shape[0] or (np.diff(bounds) < 0).any():
                 raise ValueError("offsets are not increasing from 0 to the length of utf8")
-            return unpack(bounds, utf8[:])
+            return unpack_strings(bounds, utf8[:])
         except (OSError, ValueError, KeyError, UnicodeDecodeError, MemoryError) as exc:
             raise MetadataError(f"{where}: the vocabulary of column {self.column!r} cannot be read ({exc}); the "
                                 "store is damaged, re-run the ingest", path=os.fspath(self.store)) from None

@@ -16,9 +16,10 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from .layout import ATTRS_KEY, COMPRESSIONS, FORMAT_NAME, FORMAT_VERSION, array_fill_value, shard_path
+from .layout import (ATTRS_KEY, CATEGORY_ARRAY, COMPRESSIONS, FORMAT_NAME, FORMAT_VERSION, array_fill_value,
+                     blosc_config, shard_path)
 from .errors import OptionError
-from .schema import CATEGORY_ARRAY, Schema
+from .schema import Schema
 from .files import publish, sync_tree, write_atomic
 from .shard import ChunkCodec, encode_shard
 from .vocabulary import write_vocabulary
@@ -97,10 +98,10 @@ class StoreWriter:
                 write_vocabulary(root, col.index, col.vocabulary, self._compressors())
 
     def _compressors(self):
-        if self.compression == "none":
-            return [Crc32cCodec()]
-        return [BloscCodec(cname=self.compression, clevel=5 if self.compression == "lz4" else 3,
-                           shuffle="shuffle"), Crc32cCodec()]
+        """The inner-chunk codecs after ``bytes`` as declared in zarr.json (the shards themselves are encoded by
+        store.shard.ChunkCodec from the same settings, store.layout.blosc_config)."""
+        config = blosc_config(self.compression)
+        return [Crc32cCodec()] if config is None else [BloscCodec(**config), Crc32cCodec()]
 
     def write_shard(self, split: str, shard: int, arrays: dict[str, np.ndarray]) -> None:
         """Write shard ``shard`` of every array of ``split``; each value holds that shard's rows (2-D)."""

@@ -85,3 +85,25 @@ def test_every_import_is_declared(options, package, extras):
 def test_the_test_extra_includes_the_bench_extra(options):
     extras = options["extras_require"]
     assert _declared(extras["bench"]) <= _declared(extras["test"])
+
+
+@pytest.mark.parametrize("package", ["ingest", "trainer", "tools"])
+def test_other_packages_use_only_the_store_api(package):
+    """ingest, trainer and tools import only names that ``store/__init__.py`` exports (issue 13), so the store's
+    modules can change behind its API; tests may import the internals they test."""
+    import store
+
+    wrong = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        where = path.relative_to(ROOT)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "store":
+                if node.module != "store":
+                    wrong.append(f"{where}:{node.lineno}: from {node.module} import ... (import from store)")
+                wrong += [f"{where}:{node.lineno}: {a.name} is not in store.__all__" for a in node.names
+                          if a.name not in store.__all__]
+            elif isinstance(node, ast.Import):
+                wrong += [f"{where}:{node.lineno}: import {a.name} (import names from store)" for a in node.names
+                          if a.name.split(".")[0] == "store"]
+    assert not wrong, "\n".join(wrong)
+    assert all(hasattr(store, name) for name in store.__all__)

@@ -12,9 +12,7 @@ import argparse
 import json
 import sys
 
-from store import open_store
-from store.errors import ChunkError, StoreError
-from store.location import size_of
+from store import ChunkError, StoreError, open_store, size_of
 
 __all__ = ["describe", "verify", "main"]
 

@@ -17,7 +17,7 @@ def worker_main(conn, payload: bytes, shm_name: str, layout, slot_bytes: int) ->
     import pickle
     from multiprocessing import shared_memory
 
-    from store.errors import StoreError
+    from store import StoreError
 
     from ._slots import close_segment, slot_views
     from .loader import _describe

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from store.errors import OptionError
-from store.files import fsync_dir, fsync_file, write_atomic
+from store import OptionError, fsync_dir, fsync_file, write_atomic
 
 from .rundir import check_space, read_json, write_json
 

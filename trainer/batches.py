@@ -22,10 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store import open_store
-from store.chunks import read_chunks
-from store.errors import ChunkError, OptionError, SchemaError, StoreError
-from store.layout import MAX_BATCH_SIZE
+from store import MAX_BATCH_SIZE, ChunkError, OptionError, SchemaError, StoreError, open_store, read_chunks
 
 from .task import Task, task_for
 

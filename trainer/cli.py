@@ -78,7 +78,7 @@ def run_config(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # honoured by older TensorFlow releases; see entry()
-    from store.errors import StoreError, from_os_error
+    from store import StoreError, from_os_error
     try:
         if args.command == "run":
             from .run import train

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from store.errors import OptionError, StoreError
+from store import OptionError, StoreError
 
 from . import rundir
 from .model import build_model, loss_for, metrics_for, spec_for

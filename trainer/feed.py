@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store.errors import StoreError
+from store import StoreError
 
 from .batches import BatchSource, LoaderError
 from .loader import WindowLoader, loader_for

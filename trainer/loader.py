@@ -35,7 +35,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from store.errors import StoreError
+from store import StoreError
 
 from ._slots import SHM_PREFIX, close_segment, create_segment, layout_of, owned_views, parts_of, slot_views
 from ._worker import worker_main

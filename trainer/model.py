@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import keras
 
-from store.errors import OptionError
+from store import OptionError
 
 from .task import Task
 

@@ -3,7 +3,7 @@
 One subplot per quantity (loss first), train solid and validation dashed, the best epoch (lowest ``val_loss``, else
 ``loss``) marked on every subplot, the run's task in the title. matplotlib is imported only here, through its
 object-oriented API with the Agg canvas (no ``pyplot``: no global backend switch, no display, safe beside the
-training loop), and the picture is rendered in memory and published with :func:`store.files.write_atomic`.
+training loop), and the picture is rendered in memory and published with :func:`store.write_atomic`.
 Without matplotlib the run still finishes: the picture is skipped with one warning line (``history.csv`` holds the
 numbers).
 """
@@ -14,7 +14,7 @@ import io
 import math
 import sys
 
-from store.files import write_atomic
+from store import write_atomic
 
 __all__ = ["learning_curve_png"]
 

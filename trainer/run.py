@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from store import open_store
-from store.errors import OptionError, StoreError
-from store.layout import MAX_BATCH_SIZE
+from store import MAX_BATCH_SIZE, OptionError, StoreError, open_store
 
 from . import rundir
 from .backup import Backup, BackupCallback, BackupState, RestoreMetrics, parse_save_every

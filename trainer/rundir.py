@@ -22,9 +22,7 @@ import shutil
 
 import numpy as np
 
-from store.errors import DiskFullError, OptionError, OutputExistsError
-from store.files import publish, write_atomic
-from store.lock import Lock
+from store import DiskFullError, Lock, OptionError, OutputExistsError, publish, write_atomic
 
 from .plot import learning_curve_png
 

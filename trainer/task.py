@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store.schema import Column
+from store import Column
 
 __all__ = ["Task", "task_for", "MAX_INT_CLASSES"]
 

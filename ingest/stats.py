@@ -1,5 +1,8 @@
 """Per-column statistics computed in the ingest's parsing pass and merged across blocks.
 
+An idea of the ingest, not of the format: the store only holds their JSON (:meth:`ColumnStats.to_json`, the
+``statistics`` of FORMAT.md), which readers take as it is and the validation checks field by field.
+
 Mean and variance merge with Chan et al.'s parallel formula, in a fixed order, so the stored numbers do not depend on
 the number of workers. ``std`` is the population standard deviation (``ddof=0``), what a normalisation layer uses.
 """

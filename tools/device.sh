@@ -16,7 +16,7 @@ WHEELS=.device/wheels
 # What the device's Python lacks (it has numpy, pandas, jax, h5py, ml-dtypes, rich): the project's own needs for
 # ingest and the JAX feed, with their pure-Python dependencies; the versions CI tests (setup.cfg: zarr < 3.2).
 CARRY="keras==3.15.1 zarr==3.1.6 numcodecs==0.16.6 google-crc32c crc32c donfig optree namex absl-py markdown-it-py
-       mdurl pygments typing-extensions packaging tqdm psutil"
+       mdurl pygments typing-extensions packaging pyyaml tqdm psutil"
 INSTALL="keras zarr numcodecs google-crc32c tqdm psutil"
 
 case "${1:-}" in
@@ -30,8 +30,13 @@ run)
     OUT=${OUT:-.device/out}
     mkdir -p "$OUT"
     PY=${DEVICE_PYTHON:-python3}
-    "$PY" -m venv --system-site-packages .device/venv
-    .device/venv/bin/python -m pip install -q --no-index --find-links "$WHEELS" $INSTALL
+    if "$PY" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
+        VPY=$PY  # already a virtual environment (the selftest's): install into it
+    else
+        "$PY" -m venv --system-site-packages .device/venv  # sees the device's numpy, pandas, jax
+        VPY=.device/venv/bin/python
+    fi
+    "$VPY" -m pip install -q --no-index --find-links "$WHEELS" $INSTALL
     export KERAS_BACKEND=jax PYTHONPATH=. PYTHONUNBUFFERED=1
     { nproc; free -g | head -2; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || true; } \
         > "$OUT/machine.txt"
@@ -42,23 +47,21 @@ run)
         gpu_args=() ingest_args=(--files 16 --rows 2000000 --workers 1,2,4,8,16 --repeat 3)
     fi
     # ingest first: it needs no accelerator, and its table is what issue 12 still lacks
-    timeout 240 .device/venv/bin/python -m tools.bench_ingest "${ingest_args[@]}" --data "$data" 2>&1 \
+    timeout 240 "$VPY" -m tools.bench_ingest "${ingest_args[@]}" --data "$data" 2>&1 \
         | tee "$OUT/ingest.md" || echo "bench_ingest failed or ran out of time" | tee -a "$OUT/ingest.md"
-    timeout 300 .device/venv/bin/python -m tools.bench_gpu "${gpu_args[@]}" 2>&1 | tee "$OUT/gpu.md" \
+    timeout 300 "$VPY" -m tools.bench_gpu "${gpu_args[@]}" 2>&1 | tee "$OUT/gpu.md" \
         || echo "bench_gpu failed or ran out of time" | tee -a "$OUT/gpu.md"
     ;;
 selftest)
     # A Python 3.12 venv with what the device has preinstalled (from the registry here), then the carried wheels
     # installed as there (no index), then the run on tiny data.
-    [ -d "$WHEELS" ] || "$0" prepare
+    [ -d "$WHEELS" ] || bash "$0" prepare
     base=.device/py312
     PY312=${PY312:-python3.12}
-    if [ ! -x "$base/bin/python" ]; then
-        "$PY312" -m venv "$base"
-        "$base/bin/python" -m pip install -q numpy pandas "jax[cpu]" h5py ml-dtypes rich
-    fi
-    rm -rf .device/venv
-    QUICK=1 OUT=.device/selftest DEVICE_PYTHON="$base/bin/python" DEVICE_DATA=.device/data "$0" run
+    rm -rf "$base" .device/venv .device/selftest
+    "$PY312" -m venv "$base"
+    "$base/bin/python" -m pip install -q numpy pandas "jax[cpu]" h5py ml-dtypes rich
+    QUICK=1 OUT=.device/selftest DEVICE_PYTHON="$base/bin/python" DEVICE_DATA=.device/data bash "$0" run
     grep -q "ingest --workers 2" .device/selftest/ingest.md
     grep -q "in-RAM" .device/selftest/gpu.md
     echo "selftest passed: .device/selftest/{ingest,gpu}.md"

@@ -341,8 +341,7 @@ class _Planned:
             for block in plan_blocks(self.ctx.files, BLOCK_BYTES):
                 meta_path = self.ctx.spill(block.index) + ".json"
                 if os.path.exists(meta_path):
-                    with open(meta_path, encoding="utf-8") as f:
-                        meta = json.load(f)
+                    meta = _resumed_meta(meta_path, block.index, self.ctx.n_buckets if self.ctx.shuffle else 1)
                     with self._lock:
                         self._resumed[block.index] = meta
                         self._resumed_bytes += block.end - block.start
@@ -361,6 +360,29 @@ class _Planned:
         with self._lock:
             n, self._resumed_bytes = self._resumed_bytes, 0
         return n
+
+
+def _resumed_meta(path: str, block: int, n_buckets: int) -> dict:
+    """A finished block's metadata from an earlier run, checked before its counts size anything: a damaged work
+    file is one line, not a huge allocation or a wrong store."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+        ok = (isinstance(meta, dict) and meta.get("block") == block and isinstance(meta.get("bad"), list)
+              and all(type(meta.get(k)) is int and meta[k] >= 0 for k in ("rows", "rows_read", "rejected", "bytes")))
+        at = 0
+        for segment in meta.get("segments", []) if ok else []:
+            bucket, split, first, count = segment
+            ok = ok and all(type(v) is int for v in segment) and 0 <= bucket < n_buckets and split in (0, 1) \
+                and first == at and count > 0
+            at += count if ok else 0
+        ok = ok and (at == meta["rows"] or ("segments" not in meta and meta["bad"]))
+    except (OSError, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise StoreError(f"{path}: a work file of the interrupted ingest is damaged; pass --overwrite instead of "
+                         "--resume to start over", path=path)
+    return meta
 
 
 def _writer(config: IngestConfig, ctx: passes.Context, summary: Summary) -> StoreWriter:

@@ -4,6 +4,7 @@ store an uninterrupted run gives. Existing outputs are never touched without --o
 from __future__ import annotations
 
 import glob
+import json
 import os
 import random
 import shutil
@@ -17,7 +18,7 @@ import pytest
 
 import ingest.passes
 from ingest import IngestConfig, ingest as run_ingest
-from store import IncompleteStoreError, OptionError, OutputExistsError, open_store, partial_path
+from store import IncompleteStoreError, OptionError, OutputExistsError, StoreError, open_store, partial_path
 from tests.helpers import subprocess_env
 from tests.ingest.test_shuffle import _arrays
 
@@ -191,3 +192,28 @@ def test_resume_of_a_complete_store_says_so(tmp_path, quest_csv, make_store):
     out, _ = make_store(quest_csv)
     with pytest.raises(OutputExistsError, match="already complete"):
         run_ingest(IngestConfig([quest_csv], out, resume=True, workers=1, progress=False))
+
+
+@pytest.mark.parametrize("damage", ["huge count", "not json", "other block"])
+def test_resume_refuses_a_damaged_work_file(tmp_path, quest_csv, small_blocks, monkeypatch, damage):
+    """A finished block's metadata is read back by --resume and sizes the writing pass's buffers: a damaged one is
+    one line naming it, never a huge allocation or a wrong store."""
+    out = str(tmp_path / "out.zarr")
+    options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", workers=1, progress=False)
+    with monkeypatch.context() as patch:
+        _crash_after(patch, "write_shard", 0)
+        with pytest.raises(Crash):
+            run_ingest(IngestConfig(out=out, **options))
+    path = sorted(glob.glob(os.path.join(partial_path(out), "spill", "*.json")))[1]
+    with open(path, encoding="utf-8") as f:
+        meta = json.load(f)
+    if damage == "huge count":
+        meta["segments"][0][3] = 2**40
+    elif damage == "other block":
+        meta["block"] = 0
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("{" if damage == "not json" else json.dumps(meta))
+    with pytest.raises(StoreError, match=r"spill/000001\.json: a work file of the interrupted ingest is damaged; "
+                                         r"pass --overwrite"):
+        run_ingest(IngestConfig(out=out, resume=True, **options))
+    run_ingest(IngestConfig(out=out, overwrite=True, **options))

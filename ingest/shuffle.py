@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store import publish, temporary_name, write_atomic
+from store import StoreError, publish, temporary_name, write_atomic
 
-__all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "spill_order", "write_spill", "SpillReader", "Segments",
-           "ShardJob", "bucket_permutation", "save_array"]
+__all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "spill_order", "write_spill", "SpillReader",
+           "Segments", "ShardJob", "bucket_permutation", "save_array"]
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -85,7 +85,10 @@ def write_spill(path: str, records: np.ndarray, keys: np.ndarray, n_buckets: int
 
 
 class SpillReader:
-    """Reads row ranges of spill files into structured arrays, keeping each file open while it is used."""
+    """Reads row ranges of spill files into structured arrays, keeping up to ``MAX_OPEN`` files open between reads
+    (a bucket is read from every block's file: at 100 GB, thousands of them, more than a process may open)."""
+
+    MAX_OPEN = 128
 
     def __init__(self, path_of):
         self.path_of = path_of  # block index -> spill path (without .bin)
@@ -95,13 +98,16 @@ class SpillReader:
         """Fill ``out`` with rows ``first .. first+len(out)`` of block ``block``'s spill file."""
         fd = self._files.get(block)
         if fd is None:
+            if len(self._files) >= self.MAX_OPEN:
+                self.close()
             fd = self._files[block] = os.open(self.path_of(block) + ".bin", os.O_RDONLY)
         view, at = memoryview(out).cast("B"), first * out.dtype.itemsize
         while view.nbytes:
             n = os.preadv(fd, [view], at)
             if n <= 0:
-                raise OSError(f"{self.path_of(block)}.bin is shorter than its metadata says; re-run with "
-                              "--overwrite")
+                raise StoreError(f"{self.path_of(block)}.bin is shorter than its metadata says: a work file of "
+                                 "the interrupted ingest is damaged; pass --overwrite instead of --resume to start "
+                                 "over", path=self.path_of(block) + ".bin")
             view, at = view[n:], at + n
 
     def close(self) -> None:

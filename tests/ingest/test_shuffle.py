@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.shuffle import Segments
+from ingest.shuffle import Segments, SpillReader
 from store import open_store
 from tests.helpers import without_timings
 from tools.synth import write_csv
@@ -140,3 +140,19 @@ def test_the_segment_table_says_where_each_bucket_lies(tmp_path):
     table.save(path)
     # per block: first row of (bucket 0 train, bucket 1 train, bucket 0 validation, bucket 1 validation), then rows
     assert np.load(path).tolist() == [[0, 3, 5, 5, 9], [0, 0, 0, 1, 1]]
+
+
+def test_the_spill_reader_keeps_few_files_open(tmp_path, monkeypatch):
+    """A bucket is read from every block's spill file; at 100 GB that is thousands of files, beyond a process's
+    limit of open files: the reader closes them as it goes."""
+    dtype = np.dtype([("f", "<f4", (2,))])
+    for block in range(10):
+        (tmp_path / f"{block:06d}.bin").write_bytes(np.full(3, block, dtype).tobytes())
+    monkeypatch.setattr(SpillReader, "MAX_OPEN", 4)
+    with SpillReader(lambda block: str(tmp_path / f"{block:06d}")) as spill:
+        for block in list(range(10)) * 2:
+            out = np.empty(2, dtype)
+            spill.read(block, out, 1)
+            assert (out["f"] == block).all()
+            assert len(spill._files) <= 4
+    assert not spill._files

@@ -195,20 +195,21 @@ def _scratch(name: str, rows: int, dtype: np.dtype) -> np.ndarray:
 
 def _read(c: Context, spill: SpillReader, segments, records: np.ndarray) -> None:
     """Fill ``records`` with the rows of the spill ``segments`` [(block, first row, rows)], in order, with global
-    categorical codes."""
-    size = len(records)
+    categorical codes (mapped for all rows at once: per segment it was a dozen numpy calls, and a bucket has a
+    segment in every block)."""
     at = 0
     for block, first, count in segments:
-        part = records[at:at + count]
-        spill.read(block, part, int(first))
-        if "c" in records.dtype.names:
-            maps, offsets = _maps(c)
-            for j in range(part["c"].shape[1]):
-                mapping = maps[j][offsets[j, block]:offsets[j, block + 1]]
-                part["c"][:, j] = mapping[part["c"][:, j] + 1]
+        spill.read(block, records[at:at + count], int(first))
         at += count
-    if at != size:
-        raise StoreError(f"internal error: a bucket's segments hold {at} rows, its count says {size}")
+    if at != len(records):
+        raise StoreError(f"internal error: a bucket's segments hold {at} rows, its count says {len(records)}")
+    if "c" in records.dtype.names and len(records):
+        maps, offsets = _maps(c)
+        block_of = np.repeat(np.array([block for block, _, _ in segments], np.intp),
+                             np.array([count for _, _, count in segments], np.intp))
+        codes = records["c"]
+        for j in range(codes.shape[1]):
+            codes[:, j] = maps[j][offsets[j, block_of] + codes[:, j] + 1]  # -1 (missing) maps through index 0
 
 
 def _segments(c: Context) -> np.ndarray:

@@ -8,8 +8,8 @@ __all__ = ["pass_bar"]
 
 
 def pass_bar(step: str, total: int, unit: str, *, done: int = 0, enabled: bool = True) -> tqdm:
-    """The bar of one pass: ``step`` such as ``"pass 1/3 parse"`` (the ETA is that of this pass; the name says how
-    many follow), ``total`` bytes (``unit`` "B": shown in MB, MB/s) or work items (``unit`` "buckets", "shards"),
+    """The bar of one pass: ``step`` such as ``"pass 1/2 parse"`` (the ETA is that of this pass; the name says how
+    many follow), ``total`` bytes (``unit`` "B": shown in MB, MB/s) or work items (``unit`` "shards"),
     of which ``done`` were finished by an interrupted run (``--resume``): they count towards the total but not
     towards the rate, so the ETA is that of what is left. ``enabled=False`` (``--quiet``,
     ``IngestConfig(progress=False)``) shows nothing; otherwise tqdm shows nothing when stderr is not a terminal

@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from tqdm import tqdm
+
 from store import ChunkError, StoreError, open_store, size_of
 
 __all__ = ["describe", "verify", "main"]
@@ -61,14 +63,18 @@ def verify(path: str) -> list[str]:
             problems.append(f"row accounting: rows read {read} != rows stored {stored} + rejected {rejected}")
         if stored != sum(store.rows.values()):
             problems.append(f"row accounting: {stored} rows stored but the splits hold {sum(store.rows.values())}")
-    for split in store.splits:  # each array's zarr.json (shape, chunks, codecs) was checked by open_store
-        for name in store.schema.arrays:
+    arrays = [(split, name) for split in store.splits for name in store.schema.arrays]
+    chunks = sum(-(-store.rows[split] // store.attrs["batch_size"]) for split, _ in arrays)
+    # each array's zarr.json (shape, chunks, codecs) was checked by open_store; a bar on a terminal only
+    with tqdm(total=chunks, desc="verify", unit=" chunks", disable=None, dynamic_ncols=True, mininterval=0.2) as bar:
+        for split, name in arrays:
             reader = store.chunk_reader(split, name)
             for k in range(reader.chunks):
                 try:
                     reader.chunk(k)
                 except ChunkError as exc:
                     problems.append(str(exc))
+                bar.update(1)
             reader.close()
     return list(dict.fromkeys(problems))  # a damaged shard fails each of its chunks alike: say it once
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from store import MAX_BATCH_SIZE, OptionError, StoreError, open_store
 
@@ -20,6 +21,7 @@ from . import rundir
 from .backup import Backup, BackupCallback, BackupState, RestoreMetrics, parse_save_every
 from .distribution import cluster_from_env, mirrored_strategy, train_multi_worker
 from .model import build_model, load_model_function, spec_for
+from .predictions import MARK as PREDICTIONS_MARK, PredictionsWriter
 from .sequence import StoreSequence
 
 __all__ = ["RunConfig", "train", "evaluate", "predict", "DEFAULT_STEPS_PER_EXECUTION"]
@@ -326,39 +328,39 @@ def evaluate(run_dir: str, store: str, split: str = "validation", workers: int =
         seq.close()
 
 
-_PREDICTIONS_MARK = "quest_predictions"
 
 
 def predict(run_dir: str, store: str, out: str, split: str = "validation", workers: int = 2,
             use_multiprocessing: bool = False) -> str:
     """Predictions of a run's final model for every row of ``split`` in store order: a CSV (one column per output,
     ``p_<class>`` for classifiers) or, when ``out`` ends in ``.zarr``, a Zarr array ``[rows, outputs]``. An
-    existing ``out`` is replaced only if it is a file, or a predictions array written here before."""
+    existing ``out`` is replaced only if it is a file, or a predictions array written here before. The model runs
+    a window of batches at a time and each window's outputs are written before the next (bounded memory)."""
     _check_predictions_out(out, store)
     cfg, model = _load_run(run_dir)
     seq = StoreSequence(store, split, label=None, features=cfg["features"], shuffle=False,
                         batch_size=cfg.get("batch_size"), workers=workers, use_multiprocessing=use_multiprocessing)
+    names = _output_names(cfg["task"])
+    writer = PredictionsWriter(out, names, seq.source.rows)
     try:
-        values = np.asarray(model.predict(feed(seq), verbose=0), dtype=np.float32).reshape(seq.source.rows, -1)
+        batch = seq.source.batch_size
+        with tqdm(total=seq.source.rows, desc="predict", unit=" rows", unit_scale=True, disable=None,
+                  dynamic_ncols=True, mininterval=0.2) as bar:  # shown on a terminal only
+            for window, j, k in seq.feed.windows():
+                x = {name: window[name][j * batch:(j + k) * batch] for name in ("numeric", "categorical")
+                     if name in window}
+                values = np.asarray(model.predict_on_batch(x), dtype=np.float32)
+                writer.write(values)
+                bar.update(len(values))
+        return writer.close()
     except Exception as exc:
+        writer.abort()
         error = _feed_error(exc, seq)
         if error is exc:
             raise
         raise error from None
     finally:
         seq.close()
-    names = _output_names(cfg["task"], values.shape[1])
-    if out.endswith(".zarr"):
-        import zarr
-        arr = zarr.create_array(out, shape=values.shape, dtype="float32", chunks=(65536, values.shape[1]),
-                                dimension_names=["row", "output"],
-                                attributes={"columns": names, _PREDICTIONS_MARK: True}, overwrite=True)
-        arr[:] = values
-    else:
-        import pandas as pd
-        frame = pd.DataFrame(values, columns=names)
-        frame.to_csv(out, index_label="row", float_format="%.7g")
-    return out
 
 
 def _check_predictions_out(out: str, store: str) -> None:
@@ -370,7 +372,7 @@ def _check_predictions_out(out: str, store: str) -> None:
         ours = False
         if os.path.isfile(meta):
             try:
-                ours = bool(rundir.read_json(meta).get("attributes", {}).get(_PREDICTIONS_MARK))
+                ours = bool(rundir.read_json(meta).get("attributes", {}).get(PREDICTIONS_MARK))
             except (ValueError, OSError, AttributeError):
                 ours = False
         if not ours or os.path.realpath(out) == os.path.realpath(store):
@@ -378,9 +380,9 @@ def _check_predictions_out(out: str, store: str) -> None:
                               "replaced — choose another path", path=out)
 
 
-def _output_names(task: dict, width: int) -> list[str]:
+def _output_names(task: dict) -> list[str]:
     if task["kind"] == "binary":
         return [f"p_{(task.get('names') or ['0', '1'])[-1]}"]
     if task["kind"] == "multiclass":
-        return [f"p_{n}" for n in task["names"]][:width]
+        return [f"p_{n}" for n in task["names"]]
     return [task["label"]]

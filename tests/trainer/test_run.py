@@ -8,6 +8,7 @@ import os
 import re
 
 import keras
+import numpy as np
 import pytest
 
 import trainer.run
@@ -15,6 +16,7 @@ import trainer.rundir
 from store import OutputExistsError, open_store
 from trainer.cli import build_parser, main, run_config
 from trainer.run import RunConfig, evaluate, predict, train
+from trainer.sequence import StoreSequence
 
 
 def _history(run_dir):
@@ -60,6 +62,16 @@ def test_run_writes_the_run_directory(quest_store, tmp_path):
     zarr_out = predict(run_dir, quest_store, str(tmp_path / "p.zarr"), split="train")
     import zarr
     assert zarr.open_array(zarr_out).shape == (split_rows["train"], 1)
+    # written a window at a time, the same numbers as the model over the whole split at once, in store order
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    whole = StoreSequence(quest_store, "validation", label=None, features=config["features"], shuffle=False)
+    try:
+        expected = np.concatenate([model.predict_on_batch(whole[i][0]) for i in range(len(whole))])
+    finally:
+        whole.close()
+    got = np.array([[float(v) for v in row[1:]] for row in rows[1:]])
+    assert [int(row[0]) for row in rows[1:]] == list(range(split_rows["validation"]))
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)  # %.7g in the CSV
     left = [os.path.join(d, n) for d, _, names in os.walk(run_dir) for n in names if ".tmp" in n or "lock" in n]
     assert left == []  # no temporary or lock file stays behind
 

@@ -1,0 +1,87 @@
+"""Where ``trainer predict`` writes: a CSV file or a Zarr array, filled a window of batches at a time in store order,
+so memory stays bounded whatever the split's size (the whole split's outputs are never held at once)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from store import publish, temporary_name
+
+__all__ = ["PredictionsWriter", "MARK"]
+
+MARK = "quest_predictions"  # attribute of a predictions array this tool wrote (the only kind it replaces)
+_ZARR_ROWS = 65536  # rows per chunk of a predictions array
+
+
+class PredictionsWriter:
+    """Appends predictions (``[rows, outputs]`` float32) to ``out``: a CSV with a ``row`` column (the row's
+    position in the split) and one column per name, or, when ``out`` ends in ``.zarr``, an array
+    ``[rows, outputs]`` of ``total`` rows. The CSV appears under its name only once complete."""
+
+    def __init__(self, out: str, names: list[str], total: int):
+        self.out, self.names, self.total = out, names, total
+        self.written = 0
+        self._pending: list[np.ndarray] = []  # Zarr: rows not yet making a whole chunk
+        self._pending_rows = self._flushed = 0
+        if out.endswith(".zarr"):
+            import zarr
+            self._array = zarr.create_array(out, shape=(total, len(names)), dtype="float32",
+                                            chunks=(_ZARR_ROWS, len(names)), dimension_names=["row", "output"],
+                                            attributes={"columns": names, MARK: True}, overwrite=True)
+            self._file = None
+        else:
+            self._array = None
+            self._tmp = temporary_name(out)
+            self._file = open(self._tmp, "w", encoding="utf-8", newline="")
+            self._csv(np.zeros((0, len(names)), np.float32), header=True)
+
+    def write(self, values: np.ndarray) -> None:
+        values = np.asarray(values, np.float32).reshape(len(values), len(self.names))
+        if self._array is None:
+            self._csv(values, header=False)
+        else:
+            self._pending.append(values)
+            self._pending_rows += len(values)
+            if self._pending_rows >= _ZARR_ROWS:
+                self._flush(whole_chunks=True)
+        self.written += len(values)
+
+    def close(self) -> str:
+        """Finish the output (every row must have been written); returns its path."""
+        if self.written != self.total:
+            raise RuntimeError(f"predictions: {self.written} rows written, the split has {self.total}")
+        if self._array is None:
+            self._file.close()
+            publish(self._tmp, self.out)
+        else:
+            self._flush(whole_chunks=False)
+        return self.out
+
+    def abort(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+            try:
+                os.remove(self._tmp)
+            except OSError:
+                pass
+
+    def _csv(self, values: np.ndarray, header: bool) -> None:
+        import pandas as pd
+        start = self.written
+        frame = pd.DataFrame(values, columns=self.names, index=pd.RangeIndex(start, start + len(values)))
+        frame.to_csv(self._file, header=header, index_label="row", float_format="%.7g")
+
+    def _flush(self, whole_chunks: bool) -> None:
+        """Write the pending rows to the array, only up to a chunk boundary unless at the end (so every chunk is
+        written once, never read back and rewritten)."""
+        if not self._pending:
+            return
+        pending = np.concatenate(self._pending)
+        n = len(pending) - len(pending) % _ZARR_ROWS if whole_chunks else len(pending)
+        if n:
+            self._array[self._flushed:self._flushed + n] = pending[:n]
+            self._flushed += n
+        rest = pending[n:]
+        self._pending, self._pending_rows = ([rest] if len(rest) else []), len(rest)

@@ -4,7 +4,8 @@
 #
 #   bash tools/device.sh prepare     # here: download what that machine lacks into .device/wheels (Python 3.12)
 #   bash tools/device.sh selftest    # here: the same run on tiny data, in a Python 3.12 venv like the device's
-#   # then, once, through the device tool: run `bash tools/device.sh run` with carry [".device"], timeout 600:
+#   # then, once, through the device tool: run `bash tools/device.sh run` with carry [".device/wheels"] (not
+#   # all of .device: the selftest's venv there is far over the 64 MiB a call may carry), timeout 600:
 #   #   issue 10: python -m tools.bench_gpu (feed vs in-RAM, batch 1000 and 4000, JAX)      -> $OUT/gpu.md
 #   #   issue 12: python -m tools.bench_ingest --files 16 ... --workers 1,2,4,8,16           -> $OUT/ingest.md
 #

@@ -60,7 +60,7 @@ class Context:
         return self.spill(block) + ".rejects.csv"
 
     def vocabulary(self, block: int) -> str:
-        return self.spill(block) + ".vocab.npz"
+        return self.spill(block) + ".vocab"
 
     @property
     def spill_buckets(self) -> int:

@@ -42,7 +42,7 @@ __all__ = ["ingest", "IngestResult", "WORK_MARKER", "is_store"]
 # Written first into every work directory: the only kind --resume continues and --overwrite deletes.
 WORK_MARKER = ".ingest-work"
 # The layout of the work files (spill, segments); a work directory of another layout is not resumed.
-WORK_LAYOUT = 2
+WORK_LAYOUT = 3
 _PARKED = ".old-ingest-"  # OUT.old-ingest-PID: a store being replaced, until the new one is in place
 _REMOVING = ".removing-ingest-"  # WORK.removing-ingest-PID: a work directory being deleted
 _CREATING = ".creating-ingest-"  # WORK.creating-ingest-PID: a work directory being made

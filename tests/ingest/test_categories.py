@@ -14,8 +14,8 @@ import pytest
 from ingest import IngestConfig, ingest as run_ingest
 from ingest.cli import build_parser, config_from_args
 from store import open_store
-from store.errors import OptionError
-from store.vocabulary import value_hashes
+from store.errors import OptionError, StoreError
+from store.vocabulary import unpack_strings, value_hashes
 from tests.helpers import tree
 
 
@@ -99,11 +99,30 @@ def test_the_merge_stops_counting_a_column_once_it_passes_the_limit(tmp_path, mo
     blocks = list(range(6))
     for b in blocks:
         ids = [f"id-{b}-{i}" for i in range(100)]
-        vocabulary.write_block(str(tmp_path / f"{b}.npz"), [ids, ["a", "b"]], [np.ones(100, int), np.array([3, b])])
+        vocabulary.write_block(str(tmp_path / f"{b}.vocab"), [ids, ["a", "b"]], [np.ones(100, int), np.array([3, b])])
     loads = []
-    real_load = np.load
-    monkeypatch.setattr(vocabulary.np, "load", lambda path: loads.append(path) or real_load(path))
-    merged = vocabulary.merge(lambda b: str(tmp_path / f"{b}.npz"), blocks, 2, max_categories=150)
+
+    class Counting(vocabulary.BlockVocabulary):
+        def __init__(self, path):
+            loads.append(path)
+            super().__init__(path)
+
+    monkeypatch.setattr(vocabulary, "BlockVocabulary", Counting)
+    merged = vocabulary.merge(lambda b: str(tmp_path / f"{b}.vocab"), blocks, 2, max_categories=150)
     assert merged[0] == vocabulary.Vocabulary(None, 150)
     assert merged[1] == vocabulary.Vocabulary(("a", "b"))  # counts 18 and 15: by decreasing count
     assert len(loads) == 2 + 6  # column 0: two blocks (200 > 150 values), column 1: all six
+
+
+def test_a_block_vocabulary_file_reads_back_each_array(tmp_path):
+    from ingest import vocabulary
+    path = str(tmp_path / "0.vocab")
+    vocabulary.write_block(path, [["x", "ÿ", ""], []], [np.array([1, 2, 3]), np.zeros(0, int)])
+    with vocabulary.BlockVocabulary(path) as data:
+        assert list(unpack_strings(data["o0"], data["u0"])) == ["x", "ÿ", ""]
+        assert data["n0"].tolist() == [1, 2, 3] and data["n1"].tolist() == []
+        assert data["h0"].tolist() == value_hashes(["x", "ÿ", ""]).tolist()
+    with open(path, "r+b") as f:
+        f.truncate(20)  # a torn work file: one line, not a traceback
+    with pytest.raises(StoreError, match=r"0\.vocab: a work file of the interrupted ingest is damaged"):
+        vocabulary.BlockVocabulary(path)

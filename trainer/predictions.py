@@ -4,6 +4,7 @@ so memory stays bounded whatever the split's size (the whole split's outputs are
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 
@@ -18,22 +19,24 @@ _ZARR_ROWS = 65536  # rows per chunk of a predictions array
 class PredictionsWriter:
     """Appends predictions (``[rows, outputs]`` float32) to ``out``: a CSV with a ``row`` column (the row's
     position in the split) and one column per name, or, when ``out`` ends in ``.zarr``, an array
-    ``[rows, outputs]`` of ``total`` rows. The CSV appears under its name only once complete."""
+    ``[rows, outputs]`` of ``total`` rows. Either is written under a temporary name and appears under its own only
+    once complete (an earlier predictions array there is replaced then), so an interrupted run never leaves
+    predictions that look complete."""
 
     def __init__(self, out: str, names: list[str], total: int):
         self.out, self.names, self.total = out, names, total
         self.written = 0
         self._pending: list[np.ndarray] = []  # Zarr: rows not yet making a whole chunk
         self._pending_rows = self._flushed = 0
+        self._tmp = temporary_name(out)
         if out.endswith(".zarr"):
             import zarr
-            self._array = zarr.create_array(out, shape=(total, len(names)), dtype="float32",
+            self._array = zarr.create_array(self._tmp, shape=(total, len(names)), dtype="float32",
                                             chunks=(_ZARR_ROWS, len(names)), dimension_names=["row", "output"],
                                             attributes={"columns": names, MARK: True}, overwrite=True)
             self._file = None
         else:
             self._array = None
-            self._tmp = temporary_name(out)
             self._file = open(self._tmp, "w", encoding="utf-8", newline="")
             self._csv(np.zeros((0, len(names)), np.float32), header=True)
 
@@ -55,17 +58,25 @@ class PredictionsWriter:
         if self._array is None:
             self._file.close()
             publish(self._tmp, self.out)
-        else:
-            self._flush(whole_chunks=False)
+            return self.out
+        self._flush(whole_chunks=False)
+        old = None
+        if os.path.exists(self.out):  # an earlier predictions array (trainer.run checked it is one of ours)
+            old = f"{self.out}.old-predict-{os.getpid()}"
+            os.replace(self.out, old)
+        publish(self._tmp, self.out)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
         return self.out
 
     def abort(self) -> None:
+        """Remove what was written (nothing under ``out`` is touched)."""
         if self._file is not None and not self._file.closed:
             self._file.close()
-            try:
-                os.remove(self._tmp)
-            except OSError:
-                pass
+        if os.path.isdir(self._tmp):
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        elif os.path.exists(self._tmp):
+            os.remove(self._tmp)
 
     def _csv(self, values: np.ndarray, header: bool) -> None:
         import pandas as pd

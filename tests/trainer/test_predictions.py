@@ -52,15 +52,30 @@ def test_a_zarr_array_is_written_in_whole_chunks(tmp_path, monkeypatch):
                         lambda self, key, value: (writes.append((key.start, key.stop)), real(self, key, value)))
     for window in _windows(values, [5, 5, 5, 5, 10]):
         writer.write(window)
+        assert not os.path.exists(out)  # appears only once complete
     writer.close()
     assert all(start % 8 == 0 for start, _ in writes) and writes[-1][1] == 30  # aligned; the tail last
     array = zarr.open_array(out)
     np.testing.assert_array_equal(array[:], values)
     assert array.attrs[MARK] and array.attrs["columns"] == ["a", "b"]
+    assert os.listdir(tmp_path) == ["p.zarr"]
 
 
-def test_an_aborted_csv_leaves_nothing(tmp_path):
-    writer = PredictionsWriter(str(tmp_path / "p.csv"), ["y"], 10)
+def test_an_earlier_predictions_array_is_replaced_only_at_the_end(tmp_path):
+    out = str(tmp_path / "p.zarr")
+    first = PredictionsWriter(out, ["a"], 3)
+    first.write(np.ones((3, 1), np.float32))
+    first.close()
+    second = PredictionsWriter(out, ["a"], 2)
+    second.write(np.full((2, 1), 7, np.float32))
+    assert zarr.open_array(out)[:].tolist() == [[1], [1], [1]]  # the earlier one, whole, until the new one is
+    second.close()
+    assert zarr.open_array(out)[:].tolist() == [[7], [7]] and os.listdir(tmp_path) == ["p.zarr"]
+
+
+@pytest.mark.parametrize("name", ["p.csv", "p.zarr"])
+def test_an_aborted_output_leaves_nothing(tmp_path, name):
+    writer = PredictionsWriter(str(tmp_path / name), ["y"], 10)
     writer.write(np.zeros((4, 1), np.float32))
     writer.abort()
     assert os.listdir(tmp_path) == []

@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 
-from store import publish, temporary_name
+from store import OptionError, publish, temporary_name
 
 __all__ = ["PredictionsWriter", "MARK"]
 
@@ -28,7 +28,11 @@ class PredictionsWriter:
         self.written = 0
         self._pending: list[np.ndarray] = []  # Zarr: rows not yet making a whole chunk
         self._pending_rows = self._flushed = 0
-        self._tmp = temporary_name(out)
+        self._tmp, self._old = temporary_name(out), f"{out}.old-predict-{os.getpid()}"
+        for path in (self._tmp, self._old):  # names this writer creates and deletes: never a user's file
+            if os.path.lexists(path):
+                raise OptionError(f"{path} exists and was not made by this trainer predict; it will not be "
+                                  "replaced: move it away and run again", path=path)
         if out.endswith(".zarr"):
             import zarr
             self._array = zarr.create_array(self._tmp, shape=(total, len(names)), dtype="float32",
@@ -60,13 +64,12 @@ class PredictionsWriter:
             publish(self._tmp, self.out)
             return self.out
         self._flush(whole_chunks=False)
-        old = None
-        if os.path.exists(self.out):  # an earlier predictions array (trainer.run checked it is one of ours)
-            old = f"{self.out}.old-predict-{os.getpid()}"
-            os.replace(self.out, old)
+        replacing = os.path.exists(self.out)  # an earlier predictions array (trainer.run checked it is ours)
+        if replacing:
+            os.replace(self.out, self._old)
         publish(self._tmp, self.out)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        if replacing:
+            shutil.rmtree(self._old, ignore_errors=True)
         return self.out
 
     def abort(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pandas as pd
@@ -10,18 +9,13 @@ import pytest
 
 from ingest.shuffle import Segments, SpillReader
 from store import open_store
-from tests.helpers import without_timings
+from tests.helpers import tree, without_timings
 from tools.synth import write_csv
 
 
 def _arrays(path):
     """Every data file of a store, by relative path, plus the root metadata (less its timings)."""
-    out = {}
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            with open(full, "rb") as f:
-                out[os.path.relpath(full, path)] = f.read()
+    out = tree(path)
     out["zarr.json"] = without_timings(out["zarr.json"])
     return out
 

@@ -79,3 +79,17 @@ def test_an_aborted_output_leaves_nothing(tmp_path, name):
     writer.write(np.zeros((4, 1), np.float32))
     writer.abort()
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["p.csv", "p.zarr"])
+@pytest.mark.parametrize("suffix", [f".tmp{os.getpid()}", f".old-predict-{os.getpid()}"])
+def test_a_users_folder_at_a_name_the_writer_uses_survives(tmp_path, name, suffix):
+    """The writer creates and deletes ``OUT.tmpPID`` and ``OUT.old-predict-PID``; a user's folder there is refused
+    in one line, never emptied or replaced."""
+    from store import OptionError
+    theirs = tmp_path / (name + suffix)
+    theirs.mkdir()
+    (theirs / "keep.txt").write_text("mine")
+    with pytest.raises(OptionError, match="was not made by this trainer predict; it will not be replaced"):
+        PredictionsWriter(str(tmp_path / name), ["y"], 1)
+    assert (theirs / "keep.txt").read_text() == "mine" and os.listdir(tmp_path) == [name + suffix]

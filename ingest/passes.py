@@ -18,6 +18,7 @@ import numpy as np
 
 from store import CATEGORY_ARRAY, FLOAT_ARRAY, SPLITS, Schema, StoreError, StoreWriter
 
+from .allocator import keep_buffers
 from .blocks import Block
 from .parse import INT_MISSING, BlockParser
 from .shuffle import (ShardJob, SpillReader, bucket_of, bucket_permutation, is_validation, record_dtype, row_hash,
@@ -27,7 +28,7 @@ from .stats import ColumnStats
 from .summary import write_block_rejects
 from .vocabulary import write_block as write_block_vocabulary
 
-__all__ = ["Context", "set_context", "parse_block", "write_shard", "SPLIT_NAMES"]
+__all__ = ["Context", "set_context", "start_worker", "parse_block", "write_shard", "SPLIT_NAMES"]
 
 SPLIT_NAMES = SPLITS  # the spill numbers the splits in this order: 0 train, 1 validation
 
@@ -84,6 +85,12 @@ def set_context(ctx: Context) -> None:
     _CTX = ctx
 
 
+def start_worker(ctx: Context) -> None:
+    """Initializer of a worker process the ingest started: the context, and large buffers kept between items."""
+    keep_buffers()
+    set_context(ctx)
+
+
 # -- pass 1 -------------------------------------------------------------------------------------------------------
 
 def parse_block(block: Block) -> dict:
@@ -112,26 +119,25 @@ def parse_block(block: Block) -> dict:
     write_block_vocabulary(c.vocabulary(block.index), parsed.vocab, counts)  # on disk, not in the parent's memory
     buckets = bucket_of(hashes, c.n_buckets) if c.shuffle else np.zeros(parsed.rows, np.uint64)
     keys, order = spill_order(buckets, split, c.spill_buckets)
+    # Each kind's columns in spill order, column-major (one gather along each contiguous column), then packed into
+    # the spill's rows; the statistics run over the column-major copy.
+    ordered = [np.take(values.T, order, axis=1) for values in (parsed.floats, parsed.ints, parsed.codes)]
     records = np.empty(parsed.rows, c.dtype)
-    for name, values in (("f", parsed.floats), ("i", parsed.ints), ("c", parsed.codes)):
+    for name, columns in zip("fic", ordered):
         if name in records.dtype.names:
-            np.take(values, order, axis=0, out=records[name], mode="clip")  # in spill order, one copy
-    meta["stats"] = _block_stats(c.parser, records, int(np.count_nonzero(split == 0)))
+            records[name] = columns.T
+    meta["stats"] = _block_stats(c.parser, [columns.T for columns in ordered], int(np.count_nonzero(split == 0)))
     return write_spill(c.spill(block.index), records, keys, c.spill_buckets, meta)
 
 
-def _block_stats(parser: BlockParser, records: np.ndarray, n_train: int) -> dict:
-    """Statistics per split of a block's rows in spill order: the training rows first, then the validation rows
-    (contiguous, so no copy is made to separate them)."""
+def _block_stats(parser: BlockParser, arrays: list[np.ndarray], n_train: int) -> dict:
+    """Statistics per split of a block's floats, integers and codes in spill order (column-major): the training
+    rows first, then the validation rows (contiguous, so no copy is made to separate them)."""
     out = {}
-    names = records.dtype.names
-    for name, (lo, hi) in zip(SPLIT_NAMES, ((0, n_train), (n_train, len(records)))):
+    for name, (lo, hi) in zip(SPLIT_NAMES, ((0, n_train), (n_train, len(arrays[0])))):
         if hi == lo:
             continue
-        part = records[lo:hi]
-        floats = part["f"] if "f" in names else np.empty((hi - lo, 0), np.float32)
-        ints = part["i"] if "i" in names else np.empty((hi - lo, 0), np.int64)
-        codes = part["c"] if "c" in names else np.empty((hi - lo, 0), np.int32)
+        floats, ints, codes = (values[lo:hi] for values in arrays)
         stats = {}
         for cols, values, missing, numeric in ((parser.float_cols, floats, np.isnan(floats), True),
                                                (parser.int_cols, ints, ints == INT_MISSING, True),

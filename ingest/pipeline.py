@@ -32,7 +32,7 @@ from .config import BLOCK_BYTES, BUCKET_BYTES, IngestConfig
 from .infer import infer_kinds
 from .parse import BlockParser
 from .progress import pass_bar
-from .shuffle import Segments
+from .shuffle import Segments, spill_intact
 from .sources import resolve_sources
 from .summary import Summary, write_rejects
 from .timings import Timed, Timings, table
@@ -42,7 +42,7 @@ __all__ = ["ingest", "IngestResult", "WORK_MARKER", "is_store"]
 # Written first into every work directory: the only kind --resume continues and --overwrite deletes.
 WORK_MARKER = ".ingest-work"
 # The layout of the work files (spill, segments); a work directory of another layout is not resumed.
-WORK_LAYOUT = 3
+WORK_LAYOUT = 4
 _PARKED = ".old-ingest-"  # OUT.old-ingest-PID: a store being replaced, until the new one is in place
 _REMOVING = ".removing-ingest-"  # WORK.removing-ingest-PID: a work directory being deleted
 _CREATING = ".creating-ingest-"  # WORK.creating-ingest-PID: a work directory being made
@@ -274,7 +274,7 @@ def _map(config: IngestConfig, ctx: passes.Context):
     # objects are left alone by the collector in the workers; the parent unfreezes them at once.
     gc.freeze()
     try:
-        pool = mp.Pool(config.workers, initializer=passes.set_context, initargs=(ctx,))
+        pool = mp.Pool(config.workers, initializer=passes.start_worker, initargs=(ctx,))
     finally:
         gc.unfreeze()
     try:
@@ -340,8 +340,12 @@ class _Planned:
         try:
             for block in plan_blocks(self.ctx.files, BLOCK_BYTES):
                 meta_path = self.ctx.spill(block.index) + ".json"
+                meta = None
                 if os.path.exists(meta_path):
-                    meta = _resumed_meta(meta_path, block.index, self.ctx.n_buckets if self.ctx.shuffle else 1)
+                    meta = _resumed_meta(meta_path, block.index, self.ctx.n_buckets if self.ctx.shuffle else 1,
+                                         self.ctx.dtype.itemsize)
+                # a spill the system never wrote whole (power cut: see write_spill) is parsed again
+                if meta is not None and spill_intact(self.ctx.spill(block.index), meta):
                     with self._lock:
                         self._resumed[block.index] = meta
                         self._resumed_bytes += block.end - block.start
@@ -362,14 +366,16 @@ class _Planned:
         return n
 
 
-def _resumed_meta(path: str, block: int, n_buckets: int) -> dict:
+def _resumed_meta(path: str, block: int, n_buckets: int, row_bytes: int) -> dict:
     """A finished block's metadata from an earlier run, checked before its counts size anything: a damaged work
     file is one line, not a huge allocation or a wrong store."""
     try:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
         ok = (isinstance(meta, dict) and meta.get("block") == block and isinstance(meta.get("bad"), list)
-              and all(type(meta.get(k)) is int and meta[k] >= 0 for k in ("rows", "rows_read", "rejected", "bytes")))
+              and all(type(meta.get(k)) is int and meta[k] >= 0
+                      for k in ("rows", "rows_read", "rejected", "bytes", "spill_bytes", "spill_crc32c"))
+              and meta["spill_bytes"] == meta["rows"] * row_bytes)
         at = 0
         for segment in meta.get("segments", []) if ok else []:
             bucket, split, first, count = segment

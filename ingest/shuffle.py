@@ -12,16 +12,18 @@ blocks depend only on the input bytes, the result is the same for any number of 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
 
+import google_crc32c
 import numpy as np
 
 from store import StoreError, publish, temporary_name, write_atomic
 
-__all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "spill_order", "write_spill", "SpillReader",
-           "Segments", "ShardJob", "bucket_permutation", "save_array"]
+__all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "spill_order", "write_spill", "spill_intact",
+           "SpillReader", "Segments", "ShardJob", "bucket_permutation", "save_array"]
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -75,13 +77,43 @@ def spill_order(buckets: np.ndarray, split: np.ndarray, n_buckets: int) -> tuple
 def write_spill(path: str, records: np.ndarray, keys: np.ndarray, n_buckets: int, meta: dict) -> dict:
     """Write ``records`` (in spill order, ``keys`` ascending: see spill_order) to ``path``.bin and their metadata
     to ``path``.json (last: its existence marks the block done). Adds ``segments``: [bucket, split, first row,
-    rows] per non-empty group, in file order."""
+    rows] per non-empty group, in file order, and the ``.bin`` file's size and CRC-32C.
+
+    The rows are not flushed to the disk (the metadata is): a spill is scratch, deleted at the end, and on a machine
+    with the memory most of it never needs to reach the disk; waiting for it cost ~10 % of the parsing pass. A
+    ``kill -9`` loses nothing the system has not written yet; after a power cut ``--resume`` finds a torn or empty
+    ``.bin`` by its size and checksum (:func:`spill_intact`) and parses that block again."""
     ids, starts, counts = np.unique(keys, return_index=True, return_counts=True)
+    data = records.view(np.uint8).reshape(-1)
     meta = dict(meta, segments=[[int(k) % n_buckets, int(k) // n_buckets, int(s), int(c)]
-                                for k, s, c in zip(ids, starts, counts)])
-    write_atomic(path + ".bin", memoryview(records.view(np.uint8)))
+                                for k, s, c in zip(ids, starts, counts)],
+                spill_bytes=int(data.nbytes), spill_crc32c=google_crc32c.value(data))
+    tmp = temporary_name(path + ".bin")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(memoryview(data))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path + ".bin")
     write_atomic(path + ".json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
     return meta
+
+
+def spill_intact(path: str, meta: dict) -> bool:
+    """Whether ``path``.bin holds what its metadata says (size and CRC-32C): what an interrupted ingest left is
+    only trusted by ``--resume`` if so (see write_spill)."""
+    try:
+        with open(path + ".bin", "rb", buffering=0) as f:
+            if os.fstat(f.fileno()).st_size != meta["spill_bytes"]:
+                return False
+            crc, buf = 0, bytearray(8 * 2**20)
+            while n := f.readinto(buf):
+                crc = google_crc32c.extend(crc, np.frombuffer(buf, np.uint8, n))
+    except OSError:
+        return False
+    return crc == meta["spill_crc32c"]
 
 
 class SpillReader:

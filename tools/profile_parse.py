@@ -29,6 +29,7 @@ from contextlib import contextmanager
 import pandas as pd
 
 from ingest import blocks, parse, passes
+from ingest.allocator import keep_buffers
 from ingest.config import BLOCK_BYTES, BUCKET_BYTES
 from ingest.infer import infer_kinds
 from ingest.sources import resolve_sources
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", type=int, default=0, metavar="N",
                         help="also print cProfile's N functions of largest cumulative time")
     args = parser.parse_args(argv)
+    keep_buffers()  # as in an ingest's worker processes (ingest.passes.start_worker)
     rows, target, field_count_ms = profile(args.csv, args.block, args.repeat)
     print(report(args.csv, rows, target, field_count_ms, args.repeat))
     if args.cprofile:

@@ -194,6 +194,37 @@ def test_resume_of_a_complete_store_says_so(tmp_path, quest_csv, make_store):
         run_ingest(IngestConfig([quest_csv], out, resume=True, workers=1, progress=False))
 
 
+def test_resume_parses_again_a_block_whose_spill_was_never_written_whole(tmp_path, quest_csv, small_blocks,
+                                                                        monkeypatch):
+    """Spill rows are not flushed to the disk (ingest.shuffle.write_spill): after a power cut a finished block's
+    .bin can be empty, short or hold stale bytes. --resume checks its size and CRC-32C and parses the block again."""
+    options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", batch_size=50, workers=1, progress=False)
+    reference = str(tmp_path / "reference.zarr")
+    run_ingest(IngestConfig(out=reference, **options))
+    out = str(tmp_path / "out.zarr")
+    with monkeypatch.context() as patch:
+        _crash_after(patch, "write_shard", 0)
+        with pytest.raises(Crash):
+            run_ingest(IngestConfig(out=out, **options))
+    spills = sorted(glob.glob(os.path.join(partial_path(out), "spill", "*.bin")))
+    assert len(spills) >= 3
+    with open(spills[0], "r+b") as f:
+        f.truncate(0)
+    with open(spills[1], "r+b") as f:
+        f.truncate(os.path.getsize(spills[1]) // 2)
+    with open(spills[2], "r+b") as f:
+        f.seek(7)
+        byte = f.read(1)
+        f.seek(7)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    parsed = []
+    real = ingest.passes.parse_block
+    monkeypatch.setattr(ingest.passes, "parse_block", lambda block: parsed.append(block.index) or real(block))
+    run_ingest(IngestConfig(out=out, resume=True, **options))
+    assert sorted(parsed) == [0, 1, 2]
+    assert _arrays(out) == _arrays(reference)
+
+
 @pytest.mark.parametrize("damage", ["huge count", "not json", "other block"])
 def test_resume_refuses_a_damaged_work_file(tmp_path, quest_csv, small_blocks, monkeypatch, damage):
     """A finished block's metadata is read back by --resume and sizes the writing pass's buffers: a damaged one is

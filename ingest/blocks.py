@@ -16,7 +16,7 @@ import numpy as np
 from store import BadRowError
 
 from .config import MAX_RECORD_BYTES
-from .quotes import last_record_end
+from .quotes import count_byte, last_record_end
 from .sources import SourceFile, open_source
 
 __all__ = ["Block", "plan_blocks", "split_records"]
@@ -99,7 +99,7 @@ class _Scanner:
         """The last record end (offset just past its newline) in ``(known, limit]``, or None; ``known`` = limit."""
         self._read_to(limit)
         lo, hi = self.off + self.known - self.pos, self.off + limit - self.pos
-        odd = self.odd ^ bool(self.buf.count(b'"', lo, hi) & 1)
+        odd = self.odd ^ bool(count_byte(self.buf, 34, lo, hi) & 1)
         nl = last_record_end(self.buf, lo, hi, odd)
         # From a record end to ``limit`` the parity is ``odd`` too: the quotes before that newline pair up.
         self.known, self.odd = limit, odd
@@ -108,7 +108,7 @@ class _Scanner:
     def advance(self, end: int) -> int:
         """Move ``pos`` to ``end`` (a record boundary); returns the newlines passed (for the line numbers)."""
         n = end - self.pos
-        lines = self.buf.count(b"\n", self.off, self.off + n)
+        lines = count_byte(self.buf, 10, self.off, self.off + n)
         self.off += n
         self.pos, self.known = end, max(self.known, end)
         return lines

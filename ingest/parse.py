@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .blocks import split_records
+from .quotes import count_byte
 
 __all__ = ["BlockParser", "Parsed", "BadRow", "INT_MISSING"]
 
@@ -248,7 +249,7 @@ def _suggest(value: str) -> str:
 
 def _unquoted_count(data: bytes, sep: bytes) -> int:
     """Separators outside quotes (-1 when the quotes do not pair up)."""
-    total = data.count(sep)
+    total = count_byte(data, sep[0])
     if b'"' not in data:
         return total
     raw = np.frombuffer(data, dtype=np.uint8)

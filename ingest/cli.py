@@ -12,6 +12,7 @@ import sys
 
 from store import COMPRESSIONS, KINDS, MAX_BATCH_SIZE, OptionError, StoreError, from_os_error
 
+from .allocator import keep_buffers
 from .config import DEFAULT_BATCH_SIZE, MAX_CHUNK_BYTES, IngestConfig, load_schema_file
 from .pipeline import ingest
 from .vocabulary import DEFAULT_MAX_CATEGORIES
@@ -119,5 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> int:
+    """The ``ingest`` command: :func:`main` in a process of its own, whose allocator keeps large buffers for reuse
+    (ingest.allocator; the worker processes do so anyway, this is for ``--workers 1`` and the parent's share)."""
+    keep_buffers()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -51,9 +51,12 @@ if __name__ == "__main__":
     print(time.perf_counter() - t, n)
 """
 
+# keep_buffers: as the ingest command does in its own process (ingest.cli.entry)
 INGEST = """
 import sys
 from ingest import IngestConfig, ingest
+from ingest.allocator import keep_buffers
+keep_buffers()
 workers = int(sys.argv[3]) or None
 r = ingest(IngestConfig(sys.argv[4:], sys.argv[1], label="clear", val_fraction=0.1, overwrite=True,
                         progress=False, compression=sys.argv[2], workers=workers))

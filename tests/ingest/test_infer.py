@@ -86,7 +86,7 @@ def test_an_explicit_dtype_for_an_unknown_column_is_refused(tmp_path):
 # -- equivalence with the rules applied to text --------------------------------------------------------------------
 # The oracle below is the implementation that reads every column of the sample as text and applies the rules with
 # pd.to_numeric, kept verbatim: random files of hostile columns must get the same kinds (or the same error) from
-# ingest.infer, whatever shortcuts it takes.
+# ingest.infer, whatever shortcuts it takes (pandas' own conversion, a guess of the text columns, a second parse).
 
 def _old_infer_kinds(src, header, *, encoding, sample_rows, explicit):
     todo = [c for c in header if c not in explicit]
@@ -200,8 +200,11 @@ def _outcome(fn, *args, **kwargs):
         return f"{type(exc).__name__}: {exc}"
 
 
-@pytest.mark.parametrize("seed", range(90))
-def test_infer_kinds_equals_the_rules_on_text(tmp_path, seed):
+@pytest.mark.parametrize("guess_rows", [1, 5, 200])  # 200: the guess is the whole sample, never a second parse
+@pytest.mark.parametrize("seed", range(30))
+def test_infer_kinds_equals_the_rules_on_text(tmp_path, monkeypatch, seed, guess_rows):
+    import ingest.infer
+    monkeypatch.setattr(ingest.infer, "_GUESS_ROWS", guess_rows)
     rng = random.Random(seed)
     for case in range(10):
         data, sample_rows = _random_csv(rng)
@@ -243,6 +246,15 @@ def test_an_unreadable_sample_is_the_same_error(tmp_path, rows, sample_rows):
     if sample_rows > 2:
         with pytest.raises(SourceError, match="cannot read a sample to infer column types .*EOF inside string"):
             infer_kinds(src, header, **kwargs)
+
+
+def test_a_second_parse_skips_the_same_rows(tmp_path, monkeypatch):
+    """A guess from the first row misses the missing value of ``n``, so ``n`` is parsed again as text: with the
+    same rows (the row with too many fields stays skipped, as ``usecols`` would not)."""
+    import ingest.infer
+    monkeypatch.setattr(ingest.infer, "_GUESS_ROWS", 1)
+    src, header = _source(tmp_path, "n,s\n1,a\n,b\n1.5,c,extra\n")
+    assert infer_kinds(src, header, encoding="utf-8", sample_rows=100, explicit={}) == {"n": "int", "s": "category"}
 
 
 @pytest.mark.parametrize("sample_rows", [12_000, 20_000])

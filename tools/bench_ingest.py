@@ -1,5 +1,6 @@
 """Ingest benchmark: this project's ``ingest`` against one single-process ``pandas.read_csv(chunksize=…)`` pass over
-the same file, measured in the same run (median of ``--repeat`` runs), with the peak RSS of each process tree and
+the same file, measured in the same run (median of ``--repeat`` runs), with the peak RSS of each process tree (from
+one more run: sampling it slows what it watches) and
 the store's size against the CSV's.
 
     python -m tools.bench_ingest                  # 1M-row synthetic quest log (~330 MB)
@@ -24,7 +25,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-from .measure import machine, median, remove_store, run_measured
+from .measure import machine, median, remove_store, run_measured, run_timed
 from .synth import write_csv
 
 BASELINE = """
@@ -74,18 +75,19 @@ def _env() -> dict:
 
 
 def measure(csv_path: str, work: str, repeat: int, compression: str = "lz4") -> dict:
-    base_t, base_rss, ing_t, ing_rss = [], [], [], []
+    """Seconds: medians of ``repeat`` alternating runs with nothing watching them; peak RSS: one more run of each,
+    its process tree sampled (tools.measure.run_timed says why apart)."""
+    base_t, ing_t = [], []
     store = os.path.join(work, "bench.zarr")
+    baseline = [sys.executable, "-c", BASELINE, csv_path]
+    ingest = [sys.executable, "-c", INGEST, store, compression, "0", csv_path]
     for _ in range(repeat):
-        out, _, rss = run_measured([sys.executable, "-c", BASELINE, csv_path], env=_env())
-        base_t.append(float(out.split()[0]))
-        base_rss.append(rss)
-        out, _, rss = run_measured([sys.executable, "-c", INGEST, store, compression, "0", csv_path], env=_env())
-        ing_t.append(float(out.split()[0]))
-        ing_rss.append(rss)
+        base_t.append(float(run_timed(baseline, env=_env()).split()[0]))
+        ing_t.append(float(run_timed(ingest, env=_env()).split()[0]))
+    base_rss, ing_rss = (run_measured(argv, env=_env())[2] for argv in (baseline, ingest))
     size = os.path.getsize(csv_path)
-    result = {"csv_mb": size / 1e6, "pandas_s": median(base_t), "pandas_rss": median(base_rss),
-              "ingest_s": median(ing_t), "ingest_rss": max(ing_rss), "store_ratio": _size(store) / size}
+    result = {"csv_mb": size / 1e6, "pandas_s": median(base_t), "pandas_rss": base_rss,
+              "ingest_s": median(ing_t), "ingest_rss": ing_rss, "store_ratio": _size(store) / size}
     remove_store(store)
     return result
 
@@ -110,21 +112,20 @@ def _write_part(path: str, rows: int, offset: int) -> None:
 
 def measure_scaling(paths: list[str], work: str, workers: list[int], repeat: int) -> dict:
     """Case ("pandas", "pandas-parallel" or a worker count) -> (median seconds, peak RSS in MiB of its process
-    tree), and "load": the load average before the first run. The cases interleave in every round, so drifts of a
-    shared machine spread over all of them."""
+    tree, from one more run), and "load": the load average before the first run. The cases interleave in every
+    round, so drifts of a shared machine spread over all of them."""
     store = os.path.join(work, "bench-scaling.zarr")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     cases = {"pandas": [BASELINE, *paths], "pandas-parallel": [PARALLEL_BASELINE, *paths]}
     cases |= {w: [INGEST, store, "lz4", str(w), *paths] for w in workers}
     seconds: dict = {case: [] for case in cases}
-    rss: dict = {case: [] for case in cases}
     for _ in range(repeat):
         for case, script in cases.items():
-            out, _, peak = run_measured([sys.executable, "-c", *script], env=_env())
-            seconds[case].append(float(out.split()[0]))
-            rss[case].append(peak)
+            seconds[case].append(float(run_timed([sys.executable, "-c", *script], env=_env()).split()[0]))
+    # peak RSS from one more run of each case, sampled (apart from the timed runs: tools.measure.run_timed)
+    rss = {case: run_measured([sys.executable, "-c", *script], env=_env())[2] for case, script in cases.items()}
     remove_store(store)
-    return {case: (median(seconds[case]), max(rss[case])) for case in cases} | {"load": load}
+    return {case: (median(seconds[case]), rss[case]) for case in cases} | {"load": load}
 
 
 def scaling_table(paths: list[str], rows: int, workers: list[int], results: dict, repeat: int) -> list[str]:

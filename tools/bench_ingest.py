@@ -1,7 +1,6 @@
 """Ingest benchmark: this project's ``ingest`` against one single-process ``pandas.read_csv(chunksize=…)`` pass over
 the same file, measured in the same run (median of ``--repeat`` runs), with the peak RSS of each process tree (from
-one more run: sampling it slows what it watches) and
-the store's size against the CSV's.
+one more run: sampling it slows what it watches) and the store's size against the CSV's.
 
     python -m tools.bench_ingest                  # 1M-row synthetic quest log (~330 MB)
     python -m tools.bench_ingest --scale 3        # also a 3x larger input: peak RSS must not grow > 25 %

@@ -411,6 +411,9 @@ def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, tim
     arrays = list(ctx.schema.arrays)
     todo = [job for job in jobs
             if not all(os.path.exists(shard_path(ctx.writer.path, job.split, a, job.shard)) for a in arrays)]
+    # largest first, so the short ones (a split's last shard, the validation split's) fill the end: with 5 shards
+    # on 2 workers the pass took 2.4 shard-times in file order, 2.2 this way
+    todo.sort(key=lambda job: job.stop - job.start, reverse=True)
     _run_pass(config, ctx, timings, "pass 2/2 write", passes.write_shard, todo, len(jobs), "shards")
 
 

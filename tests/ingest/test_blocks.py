@@ -16,7 +16,7 @@ import ingest.quotes
 from ingest.blocks import plan_blocks, split_records
 from ingest.cli import main
 from ingest.config import BLOCK_BYTES, MAX_RECORD_BYTES
-from ingest.quotes import first_record_end, last_record_end
+from ingest.quotes import count_byte, first_record_end, last_record_end
 from ingest.sources import resolve_sources
 from store import BadRowError, open_store
 
@@ -107,6 +107,7 @@ def _naive_first(buf: bytes, lo: int, hi: int, odd: bool) -> int:
 def test_record_end_searches_agree_with_the_definition(monkeypatch, piece, tries):
     monkeypatch.setattr(ingest.quotes, "_PIECE", piece)  # small pieces and no one-by-one tries: numpy path, seams
     monkeypatch.setattr(ingest.quotes, "_TRIES", tries)
+    monkeypatch.setattr(ingest.quotes, "_COUNT_PIECE", max(3, piece // 8))  # count_byte's numpy path too
     rng = random.Random(1)
     for _ in range(400):
         buf = bytes(rng.choice(b'ab,"\n\n') for _ in range(rng.randint(0, 120)))
@@ -118,6 +119,20 @@ def test_record_end_searches_agree_with_the_definition(monkeypatch, piece, tries
         assert nl == _naive_first(buf, lo, hi, odd)
         if nl < 0:
             assert odd_hi == odd ^ (buf.count(b'"', lo, hi) % 2 == 1)
+
+
+@pytest.mark.parametrize("piece", [3, 64, 1 << 18])
+def test_count_byte_is_bytes_count(monkeypatch, piece):
+    """The planner's numpy byte count equals ``bytes.count`` for any range, its pieces' seams and a range past the
+    end (clamped) included."""
+    monkeypatch.setattr(ingest.quotes, "_COUNT_PIECE", piece)
+    rng = random.Random(piece)
+    for _ in range(300):
+        buf = bytearray(rng.choice(b'ab,"\n') for _ in range(rng.randint(0, 2000)))
+        lo, hi = rng.randint(0, len(buf) + 5), rng.randint(0, len(buf) + 50)
+        for byte in (34, 10, 44):
+            assert count_byte(buf, byte, lo, hi) == buf.count(bytes((byte,)), lo, hi)
+        assert count_byte(buf, 34) == buf.count(b'"')
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -21,7 +21,8 @@ def test_profile_of_one_block_adds_up_and_restores_what_it_wrapped(tmp_path, cap
     steps = {r.split("|")[1].strip(): r for r in rows}
     assert "pandas.read_csv (C engine, typed)" in steps and "spill file (write_spill)" in steps
     ms = [float(r.split("|")[2].replace(",", "").strip("* ")) for r in rows]
-    assert abs(sum(ms[:-1]) - ms[-1]) <= 0.01 * ms[-1] + 0.1  # the steps and the two "rest" rows make the total
+    # the steps and the two "rest" rows make the total, up to the rounding of each row to 0.1 ms
+    assert abs(sum(ms[:-1]) - ms[-1]) <= 0.01 * ms[-1] + 0.05 * len(ms)
     assert re.search(r"one worker parses [\d,]+ MB/s", out) and "Ordered by: cumulative time" in out
     assert (pd.read_csv, parse.BlockParser.parse, parse.BlockParser._arrays,
             profile_parse.passes.parse_block) == wrapped

@@ -6,32 +6,35 @@ first, raised dynamically to at most 32 MiB) with fresh ``mmap`` pages and gives
 above its trim threshold, so each item paid a page fault per 4 KiB touched: on the development VM that was ~17 % of
 the parsing pass's CPU time (measured: parse stage CPU 3.3 s -> 2.75 s on the 330 MB benchmark log).
 
-:func:`keep_buffers` raises both thresholds in a worker process the ingest forked for itself (never in the caller's
-process, whose allocator settings are the user's): memory freed by one item is reused by the next. What a worker keeps
-is bounded by the thresholds (a constant), not by the input size. Elsewhere than glibc it does nothing.
+:func:`keep_buffers` raises both thresholds in a worker process the ingest forked for itself and in the ``ingest``
+command's own process (never in a caller's: ``ingest()`` and ``ingest.cli.main`` leave the allocator as they find
+it): memory freed by one item is reused by the next. Freed memory at the top of a worker's heap is kept up to the
+trim threshold, a constant, whatever the input size. Elsewhere than glibc (musl's mallopt does nothing, macOS and
+Windows have none) it does nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 __all__ = ["keep_buffers"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 # As large as glibc allows (some versions refuse more than 32 MiB on 64-bit): a block is 16 MiB, its spill records
-# ~10 MiB; what a worker keeps is at most about the trim threshold.
+# ~10 MiB.
 MMAP_THRESHOLDS = (64 * 2**20, 32 * 2**20)
 TRIM_THRESHOLD = 256 * 2**20
 
 
 def keep_buffers() -> bool:
-    """Raise this process's glibc mmap and trim thresholds; True if it did (False: not glibc)."""
+    """Raise this process's glibc mmap and trim thresholds; True if both were taken (False: not glibc).
+
+    ``mallopt`` is looked up among the symbols the process has loaded (``CDLL(None)``): ``find_library`` would run
+    ``ldconfig`` in a subprocess, in every worker."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     if not any(mallopt(_M_MMAP_THRESHOLD, size) for size in MMAP_THRESHOLDS):

@@ -69,6 +69,11 @@ class Context:
         return self.n_buckets if self.shuffle else 1
 
     @property
+    def spill_flushed(self) -> str:
+        """Marks every spill file flushed to the disk (pipeline._SpillFlusher): ``--resume`` then trusts them."""
+        return os.path.join(self.work, "spill.flushed")
+
+    @property
     def segments(self) -> str:
         return os.path.join(self.work, "segments.npy")
 
@@ -97,8 +102,8 @@ def parse_block(block: Block) -> dict:
     """Parse one block and spill its rows; returns the block's metadata (also saved beside the spill)."""
     c = _CTX
     src = c.files[block.file]
-    data = read_range(src.path, block.start, block.end)  # an object: one ranged GET of at most 64 MiB
-    parsed = c.parser.parse(data, first_line=block.line, stop_at_first=c.stop_at_bad_row)
+    parsed = c.parser.parse(read_range(src.path, block.start, block.end),  # an object: one ranged GET, ≤ 64 MiB
+                            first_line=block.line, stop_at_first=c.stop_at_bad_row)
     # The parent gets counts and the first bad row (for the error policy's message), never the rejected records:
     # those go to a file per block, concatenated into the rejects file at the end (bounded memory in the parent).
     meta = {"block": block.index, "bytes": block.end - block.start, "rows_read": parsed.rows + len(parsed.bad),
@@ -123,6 +128,7 @@ def parse_block(block: Block) -> dict:
     # the spill's rows; the statistics run over the column-major copy.
     ordered = [np.take(values.T, order, axis=1) for values in (parsed.floats, parsed.ints, parsed.codes)]
     records = np.empty(parsed.rows, c.dtype)
+    del parsed  # its columns are in ``ordered``: two copies of the block's values at a time, not three
     for name, columns in zip("fic", ordered):
         if name in records.dtype.names:
             records[name] = columns.T

@@ -150,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", type=int, default=0, metavar="N",
                         help="also print cProfile's N functions of largest cumulative time")
     args = parser.parse_args(argv)
-    keep_buffers()  # as in an ingest's worker processes (ingest.passes.start_worker)
     rows, target, field_count_ms = profile(args.csv, args.block, args.repeat)
     print(report(args.csv, rows, target, field_count_ms, args.repeat))
     if args.cprofile:
@@ -165,4 +164,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    keep_buffers()  # as in an ingest's worker processes (ingest.passes.start_worker); not in a caller of main()
     sys.exit(main())

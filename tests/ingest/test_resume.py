@@ -3,6 +3,7 @@ store an uninterrupted run gives. Existing outputs are never touched without --o
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -17,6 +18,7 @@ import time
 import pytest
 
 import ingest.passes
+import ingest.pipeline
 from ingest import IngestConfig, ingest as run_ingest
 from store import IncompleteStoreError, OptionError, OutputExistsError, StoreError, open_store, partial_path
 from tests.helpers import subprocess_env
@@ -196,8 +198,9 @@ def test_resume_of_a_complete_store_says_so(tmp_path, quest_csv, make_store):
 
 def test_resume_parses_again_a_block_whose_spill_was_never_written_whole(tmp_path, quest_csv, small_blocks,
                                                                         monkeypatch):
-    """Spill rows are not flushed to the disk (ingest.shuffle.write_spill): after a power cut a finished block's
-    .bin can be empty, short or hold stale bytes. --resume checks its size and CRC-32C and parses the block again."""
+    """Spill rows are not flushed by the workers (ingest.shuffle.write_spill): after a power cut before the parent
+    flushed them all (pipeline._SpillFlusher, which then writes spill.flushed), a finished block's .bin can be
+    empty, short or hold stale bytes. --resume checks its size and CRC-32C and parses the block again."""
     options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", batch_size=50, workers=1, progress=False)
     reference = str(tmp_path / "reference.zarr")
     run_ingest(IngestConfig(out=reference, **options))
@@ -206,6 +209,7 @@ def test_resume_parses_again_a_block_whose_spill_was_never_written_whole(tmp_pat
         _crash_after(patch, "write_shard", 0)
         with pytest.raises(Crash):
             run_ingest(IngestConfig(out=out, **options))
+    os.remove(os.path.join(partial_path(out), "spill.flushed"))  # the power cut came before the flush ended
     spills = sorted(glob.glob(os.path.join(partial_path(out), "spill", "*.bin")))
     assert len(spills) >= 3
     with open(spills[0], "r+b") as f:
@@ -223,6 +227,45 @@ def test_resume_parses_again_a_block_whose_spill_was_never_written_whole(tmp_pat
     run_ingest(IngestConfig(out=out, resume=True, **options))
     assert sorted(parsed) == [0, 1, 2]
     assert _arrays(out) == _arrays(reference)
+
+
+def test_resume_trusts_a_spill_the_finished_pass_flushed(tmp_path, quest_csv, small_blocks, monkeypatch):
+    """After the parsing pass flushed every spill file (spill.flushed), a resumed ingest does not read the spill
+    to check it (60 GB for 100 GB of CSV)."""
+    options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", batch_size=50, workers=1, progress=False)
+    reference = str(tmp_path / "reference.zarr")
+    run_ingest(IngestConfig(out=reference, **options))
+    out = str(tmp_path / "out.zarr")
+    with monkeypatch.context() as patch:
+        _crash_after(patch, "write_shard", 1)
+        with pytest.raises(Crash):
+            run_ingest(IngestConfig(out=out, **options))
+    assert os.path.exists(os.path.join(partial_path(out), "spill.flushed"))
+    monkeypatch.setattr(ingest.pipeline, "spill_intact", lambda *a: pytest.fail("the spill was read to check it"))
+    monkeypatch.setattr(ingest.passes, "parse_block", lambda block: pytest.fail(f"block {block.index} parsed again"))
+    run_ingest(IngestConfig(out=out, resume=True, **options))
+    assert _arrays(out) == _arrays(reference)
+
+
+def test_a_spill_the_disk_failed_to_write_stops_the_ingest_before_the_writing_pass(tmp_path, quest_csv,
+                                                                                   small_blocks, monkeypatch):
+    """A write error the system meets after the worker wrote its spill (EIO from a failing disk) surfaces when the
+    parent flushes it, before the writing pass could read stale bytes into the store; --resume can continue."""
+    options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", batch_size=50, workers=1, progress=False)
+    out = str(tmp_path / "out.zarr")
+    real = ingest.pipeline.fsync_file
+
+    def failing(path):
+        if path.endswith("000001.bin"):
+            raise OSError(errno.EIO, "Input/output error", path)
+        real(path)
+
+    monkeypatch.setattr(ingest.pipeline, "fsync_file", failing)
+    monkeypatch.setattr(ingest.passes, "write_shard", lambda job: pytest.fail("the writing pass started"))
+    with pytest.raises(OSError) as info:
+        run_ingest(IngestConfig(out=out, **options))
+    assert info.value.errno == errno.EIO
+    assert not os.path.exists(os.path.join(partial_path(out), "spill.flushed"))
 
 
 @pytest.mark.parametrize("damage", ["huge count", "not json", "other block"])

@@ -41,8 +41,8 @@ def _crash_after(monkeypatch, name: str, calls: int):
     monkeypatch.setattr(ingest.passes, name, fake)
 
 
-@pytest.mark.parametrize("stage,calls", [("parse_block", 3), ("write_shard", 0), ("write_shard", 1)])
-def test_resume_after_crash_gives_the_same_store(tmp_path, quest_csv, small_blocks, monkeypatch, stage, calls):
+def _crashed(tmp_path, quest_csv, monkeypatch, stage: str, calls: int) -> tuple[dict, str, str]:
+    """(options, reference store, output of the same ingest crashed in ``stage`` after ``calls`` calls)."""
     options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", batch_size=50, workers=1, progress=False)
     reference = str(tmp_path / "reference.zarr")
     run_ingest(IngestConfig(out=reference, **options))
@@ -51,6 +51,12 @@ def test_resume_after_crash_gives_the_same_store(tmp_path, quest_csv, small_bloc
         _crash_after(patch, stage, calls)
         with pytest.raises(Crash):
             run_ingest(IngestConfig(out=out, **options))
+    return options, reference, out
+
+
+@pytest.mark.parametrize("stage,calls", [("parse_block", 3), ("write_shard", 0), ("write_shard", 1)])
+def test_resume_after_crash_gives_the_same_store(tmp_path, quest_csv, small_blocks, monkeypatch, stage, calls):
+    options, reference, out = _crashed(tmp_path, quest_csv, monkeypatch, stage, calls)
     assert not os.path.exists(out) and os.path.isdir(partial_path(out))
     with pytest.raises(IncompleteStoreError, match="--resume"):
         open_store(out)
@@ -201,14 +207,7 @@ def test_resume_parses_again_a_block_whose_spill_was_never_written_whole(tmp_pat
     """Spill rows are not flushed by the workers (ingest.shuffle.write_spill): after a power cut before the parent
     flushed them all (pipeline._SpillFlusher, which then writes spill.flushed), a finished block's .bin can be
     empty, short or hold stale bytes. --resume checks its size and CRC-32C and parses the block again."""
-    options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", batch_size=50, workers=1, progress=False)
-    reference = str(tmp_path / "reference.zarr")
-    run_ingest(IngestConfig(out=reference, **options))
-    out = str(tmp_path / "out.zarr")
-    with monkeypatch.context() as patch:
-        _crash_after(patch, "write_shard", 0)
-        with pytest.raises(Crash):
-            run_ingest(IngestConfig(out=out, **options))
+    options, reference, out = _crashed(tmp_path, quest_csv, monkeypatch, "write_shard", 0)
     os.remove(os.path.join(partial_path(out), "spill.flushed"))  # the power cut came before the flush ended
     spills = sorted(glob.glob(os.path.join(partial_path(out), "spill", "*.bin")))
     assert len(spills) >= 3
@@ -232,14 +231,7 @@ def test_resume_parses_again_a_block_whose_spill_was_never_written_whole(tmp_pat
 def test_resume_trusts_a_spill_the_finished_pass_flushed(tmp_path, quest_csv, small_blocks, monkeypatch):
     """After the parsing pass flushed every spill file (spill.flushed), a resumed ingest does not read the spill
     to check it (60 GB for 100 GB of CSV)."""
-    options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", batch_size=50, workers=1, progress=False)
-    reference = str(tmp_path / "reference.zarr")
-    run_ingest(IngestConfig(out=reference, **options))
-    out = str(tmp_path / "out.zarr")
-    with monkeypatch.context() as patch:
-        _crash_after(patch, "write_shard", 1)
-        with pytest.raises(Crash):
-            run_ingest(IngestConfig(out=out, **options))
+    options, reference, out = _crashed(tmp_path, quest_csv, monkeypatch, "write_shard", 1)
     assert os.path.exists(os.path.join(partial_path(out), "spill.flushed"))
     monkeypatch.setattr(ingest.pipeline, "spill_intact", lambda *a: pytest.fail("the spill was read to check it"))
     monkeypatch.setattr(ingest.passes, "parse_block", lambda block: pytest.fail(f"block {block.index} parsed again"))

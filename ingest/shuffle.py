@@ -79,10 +79,11 @@ def write_spill(path: str, records: np.ndarray, keys: np.ndarray, n_buckets: int
     to ``path``.json (last: its existence marks the block done). Adds ``segments``: [bucket, split, first row,
     rows] per non-empty group, in file order, and the ``.bin`` file's size and CRC-32C.
 
-    The rows are not flushed to the disk (the metadata is): a spill is scratch, deleted at the end, and on a machine
-    with the memory most of it never needs to reach the disk; waiting for it cost ~10 % of the parsing pass. A
-    ``kill -9`` loses nothing the system has not written yet; after a power cut ``--resume`` finds a torn or empty
-    ``.bin`` by its size and checksum (:func:`spill_intact`) and parses that block again."""
+    The rows are not flushed here (the metadata is): the worker goes on to its next block, and the parent flushes
+    the spill files in threads of its own before the writing pass reads them (ingest.pipeline._SpillFlusher, which
+    then marks the spill flushed). A ``kill -9`` loses nothing the system has not written yet; after a power cut
+    before that mark, ``--resume`` finds a torn or empty ``.bin`` by its size and checksum (:func:`spill_intact`)
+    and parses that block again."""
     ids, starts, counts = np.unique(keys, return_index=True, return_counts=True)
     data = records.view(np.uint8).reshape(-1)
     meta = dict(meta, segments=[[int(k) % n_buckets, int(k) // n_buckets, int(s), int(c)]
@@ -102,8 +103,8 @@ def write_spill(path: str, records: np.ndarray, keys: np.ndarray, n_buckets: int
 
 
 def spill_intact(path: str, meta: dict) -> bool:
-    """Whether ``path``.bin holds what its metadata says (size and CRC-32C): what an interrupted ingest left is
-    only trusted by ``--resume`` if so (see write_spill)."""
+    """Whether ``path``.bin holds what its metadata says (size and CRC-32C): until the spill is marked flushed,
+    what an interrupted ingest left is only trusted by ``--resume`` if so (see write_spill)."""
     try:
         with open(path + ".bin", "rb", buffering=0) as f:
             if os.fstat(f.fileno()).st_size != meta["spill_bytes"]:

@@ -60,8 +60,11 @@ def test_every_publishing_rename_is_flushed_before_and_after(tmp_path, quest_csv
     out = str(tmp_path / "q.zarr")
     run_ingest(IngestConfig([quest_csv], out, val_fraction=0.2, **OPTIONS))  # one process: every write seen here
     # zarr-python's own renames inside the store layout being built are flushed when that layout is published; a
-    # spill's rows are scratch, not flushed: --resume checks them against their (flushed) metadata instead
-    # (test_resume.py::test_resume_parses_again_a_block_whose_spill_was_never_written_whole)
+    # spill file is published unflushed and flushed by the parent later, before spill.flushed says so (until then
+    # --resume checks it against its flushed metadata: test_resume.py)
+    spills = [r for r in renames if r[1].endswith(".bin")]
+    marked = next(at for _, dst, at in renames if dst.endswith("spill.flushed"))
+    assert spills and all(dst in synced[:marked] for _, dst, _ in spills)
     published = [r for r in renames if ".removing-ingest-" not in r[1] and ".old-ingest-" not in r[1]
                  and "/store.creating/" not in r[1] and not r[1].endswith(".bin")]
     assert len(published) > 10

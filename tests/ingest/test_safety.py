@@ -10,6 +10,7 @@ import stat
 
 import pytest
 
+import ingest.pipeline as ingest_pipeline
 from ingest import IngestConfig, ingest as run_ingest
 from ingest.cli import main
 from ingest.destination import default_work_dir
@@ -117,3 +118,30 @@ def test_benchmarks_remove_only_stores_they_made(tmp_path, quest_csv):
     run_ingest(IngestConfig([quest_csv], out, **OPTIONS))
     remove_store(out)
     assert not os.path.exists(out)
+
+
+def test_deleting_our_folders_never_follows_a_link_into_a_users_files(tmp_path, quest_csv, monkeypatch):
+    """The work directory and a replaced store are deleted by threads (ingest.pipeline._remove_tree): a link inside
+    either, to a user's folder or file, is removed as a link; what it points to stays."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    (tmp_path / "notes.txt").write_text("keep")
+    out = tmp_path / "q.zarr"
+    run_ingest(IngestConfig([quest_csv], str(out), **OPTIONS))
+    (out / "train" / "linked").symlink_to(precious, target_is_directory=True)  # in the store --overwrite replaces
+    (out / "notes-link.txt").symlink_to(tmp_path / "notes.txt")
+    real = ingest_pipeline.passes.parse_block
+
+    def parse_and_plant(block):  # links planted in the work directory while it is in use
+        work = tmp_path / "q.zarr.partial"
+        if not (work / "spill" / "linked").exists():
+            (work / "spill" / "linked").symlink_to(precious, target_is_directory=True)
+            (work / "notes-link.txt").symlink_to(tmp_path / "notes.txt")
+        return real(block)
+
+    monkeypatch.setattr(ingest_pipeline.passes, "parse_block", parse_and_plant)
+    run_ingest(IngestConfig([quest_csv], str(out), overwrite=True, **OPTIONS))
+    assert tree(precious) == {"thesis.tex": b"years of work"}
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "precious", "q.zarr"]

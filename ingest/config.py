@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ from store import COMPRESSIONS, KINDS, MAX_BATCH_SIZE, MAX_CATEGORIES, OptionErr
 from .vocabulary import DEFAULT_MAX_CATEGORIES
 
 __all__ = ["IngestConfig", "BAD_ROW_POLICIES", "BLOCK_BYTES", "MAX_RECORD_BYTES", "MAX_CHUNK_BYTES",
-           "DEFAULT_BATCH_SIZE"]
+           "DEFAULT_BATCH_SIZE", "bucket_count"]
 
 BAD_ROW_POLICIES = ("error", "skip")
 # Rows per chunk (= per training batch) unless --batch-size says otherwise: the ingest's choice; the format only
@@ -27,10 +28,16 @@ BLOCK_BYTES = 16 * 2**20
 # record whole. A longer one is refused with one line rather than read into memory: it is almost always a quote
 # that is never closed, which would otherwise make the rest of a 100 GB file one record (issue 11).
 MAX_RECORD_BYTES = 64 * 2**20
-# Shuffle buckets hold about this much CSV each; one bucket is in memory at a time per worker. The spill files hold
+# Shuffle buckets hold at most this much CSV each; one bucket is in memory at a time per worker. The spill files hold
 # blocks x buckets x 2 segments, and the writing pass reads a bucket with one read per block: larger blocks and
 # buckets keep those counts down at 100 GB (16 MiB x 64 MiB: 6,400 x 1,600 segments per split).
 BUCKET_BYTES = 64 * 2**20
+# ... and smaller inputs have smaller buckets (SMALL_BUCKET_BYTES, up to SMALL_BUCKETS of them; see bucket_count): a
+# shard (~32 MiB of its widest array, ~80 MB of the benchmark's CSV) loads every bucket its rows fall in whole, so
+# 64 MiB buckets made each shard load ~1.8 shards' worth of rows (330 MB log: writing pass 0.94 -> 0.68 CPU-s with
+# 4 MiB buckets; 1 MiB: 0.81, the per-bucket costs showing).
+SMALL_BUCKET_BYTES = 4 * 2**20
+SMALL_BUCKETS = 1024
 # Largest uncompressed chunk the ingest writes (rows per batch x the widest array's row), checked once the types are
 # known: the writer builds and compresses whole chunks and every loader worker decodes several whole. (Readers
 # accept up to Blosc's 2 GiB limit, store/validation.py; writing stays far below it.)
@@ -157,6 +164,15 @@ class IngestConfig:
         keys = ("label", "batch_size", "val_fraction", "shuffle", "seed", "compression", "on_bad_rows",
                 "encoding", "dtypes", "sample_rows", "max_categories")
         return {k: getattr(self, k) for k in keys} | {"block_bytes": BLOCK_BYTES, "bucket_bytes": BUCKET_BYTES}
+
+
+def bucket_count(total: int, largest: int = BUCKET_BYTES) -> int:
+    """Shuffle buckets for ``total`` bytes of CSV: 4 MiB buckets up to 4 GB, then 1,024 buckets growing to
+    ``largest`` (64 GB), then buckets of ``largest``. A function of the input's size only (never of the workers):
+    the buckets decide the shuffled order. Below 64 GB there are at most 1,024 buckets, beyond it as many as
+    before, so the spill's segment counts never exceed what 64 MiB buckets gave at the same size."""
+    small = min(SMALL_BUCKETS, math.ceil(total / SMALL_BUCKET_BYTES))
+    return max(1, math.ceil(total / largest), small)
 
 
 def load_schema_file(path: str) -> dict[str, str]:

@@ -11,7 +11,6 @@ import errno
 import gc
 import glob
 import json
-import math
 import multiprocessing
 import os
 import re
@@ -29,7 +28,7 @@ from . import passes
 from .blocks import plan_blocks
 from .cluster import dask_map
 from .destination import default_work_dir, remote_state, upload_store
-from .config import BLOCK_BYTES, BUCKET_BYTES, IngestConfig
+from .config import BLOCK_BYTES, BUCKET_BYTES, IngestConfig, bucket_count
 from .infer import infer_kinds
 from .parse import BlockParser
 from .progress import pass_bar
@@ -43,7 +42,7 @@ __all__ = ["ingest", "IngestResult", "WORK_MARKER", "is_store"]
 # Written first into every work directory: the only kind --resume continues and --overwrite deletes.
 WORK_MARKER = ".ingest-work"
 # The layout of the work files (spill, segments); a work directory of another layout is not resumed.
-WORK_LAYOUT = 4
+WORK_LAYOUT = 5
 _PARKED = ".old-ingest-"  # OUT.old-ingest-PID: a store being replaced, until the new one is in place
 _REMOVING = ".removing-ingest-"  # WORK.removing-ingest-PID: a work directory being deleted
 _CREATING = ".creating-ingest-"  # WORK.creating-ingest-PID: a work directory being made
@@ -118,7 +117,7 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
     kinds = infer_kinds(files[0], header, encoding=config.encoding, sample_rows=config.sample_rows,
                         explicit=config.dtypes)
     total = sum(f.size - f.data_start for f in files)
-    n_buckets = max(1, math.ceil(total / BUCKET_BYTES))
+    n_buckets = bucket_count(total, BUCKET_BYTES)
     _check_plan(work, {"sources": [f.fingerprint() + [f.split] for f in files], "header": header,
                        "kinds": kinds, "options": config.content_options(), "n_buckets": n_buckets,
                        "work_layout": WORK_LAYOUT})

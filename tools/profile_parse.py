@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import math
 import os
 import pstats
 import statistics
@@ -30,7 +29,7 @@ import pandas as pd
 
 from ingest import blocks, parse, passes
 from ingest.allocator import keep_buffers
-from ingest.config import BLOCK_BYTES, BUCKET_BYTES
+from ingest.config import BLOCK_BYTES, bucket_count
 from ingest.infer import infer_kinds
 from ingest.sources import resolve_sources
 
@@ -88,7 +87,7 @@ def _context(csv_path: str, work: str) -> tuple[passes.Context, list]:
     total = sum(f.size - f.data_start for f in files)
     os.makedirs(os.path.join(work, "spill"), exist_ok=True)
     ctx = passes.Context(work, files, parse.BlockParser(header, kinds, "utf-8"), 0, True,
-                         max(1, math.ceil(total / BUCKET_BYTES)), 0.1, True)
+                         bucket_count(total), 0.1, True)
     return ctx, list(blocks.plan_blocks(files, BLOCK_BYTES))
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ingest.config import BUCKET_BYTES, SMALL_BUCKET_BYTES, SMALL_BUCKETS, bucket_count
 from ingest.shuffle import Segments, SpillReader
 from store import open_store
 from tests.helpers import tree, without_timings
@@ -150,3 +151,20 @@ def test_the_spill_reader_keeps_few_files_open(tmp_path, monkeypatch):
             assert (out["f"] == block).all()
             assert len(spill._files) <= 4
     assert not spill._files
+
+
+def test_bucket_count_grows_with_the_input_and_never_past_the_large_bucket_counts():
+    """4 MiB buckets up to 4 GiB (a shard loads few rows besides its own), then 1,024 buckets, then 64 MiB ones: never
+    more buckets (spill segments per block) than 64 MiB buckets gave beyond 64 GiB, and only the size decides."""
+    mib, gib = 2**20, 2**30
+    assert bucket_count(0) == bucket_count(1) == 1
+    assert bucket_count(330 * 10**6) == 79  # the benchmark's log: 4 MiB buckets (64 MiB gave 5)
+    assert bucket_count(SMALL_BUCKET_BYTES * SMALL_BUCKETS) == SMALL_BUCKETS == bucket_count(16 * gib)
+    assert bucket_count(100 * gib) == 100 * gib // BUCKET_BYTES == 1600
+    sizes = [0, 1, 3 * mib, 4 * mib + 1, 700 * mib, 4 * gib, 5 * gib, 63 * gib, 64 * gib + 1, 300 * gib]
+    counts = [bucket_count(size) for size in sizes]
+    assert counts == sorted(counts)
+    for size, n in zip(sizes, counts):
+        assert n >= -(-size // BUCKET_BYTES)  # no bucket larger than 64 MiB
+        assert n <= max(SMALL_BUCKETS, -(-size // BUCKET_BYTES))
+    assert bucket_count(700 * mib) == 175 and bucket_count(4 * mib + 1) == 2  # 4 MiB each below 4 GiB

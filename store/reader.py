@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import zarr
 
 from .chunks import read_chunks
 from .errors import (ChunkError, FormatError, IncompleteStoreError, MetadataError, OptionError, SourceError,
@@ -16,6 +16,9 @@ from .layout import ATTRS_KEY, FORMAT_NAME, READABLE_VERSIONS, partial_path
 from .location import filesystem, is_remote
 from .schema import Column, Schema
 from .validation import check_store, read_metadata, read_remote_metadata, show_value
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = ["Store", "open_store", "store_identity", "check_unchanged"]
 
@@ -161,6 +164,8 @@ class Store:
         """The zarr-python array ``split/name`` (opened once, cached), for use with the Zarr ecosystem. Its reads are
         zarr-python's own: they do not check a chunk's decoded size before decompressing it, as :meth:`read_frame`
         and :meth:`chunk_reader` do, so do not use it on stores you do not trust."""
+        import zarr  # here: importing zarr-python takes ~0.1 s that the ingest and the trainer never need
+
         key = (split, name)
         if key not in self._arrays:
             self.check_split(split)

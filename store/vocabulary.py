@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .layout import VOCABULARY_GROUP, vocabulary_path
+from .layout import vocabulary_path
+from .metadata import group_document, write_chunked, write_document
 
 __all__ = ["StoredVocabulary", "write_vocabulary", "value_hashes", "hashed_codes", "pack_strings",
            "unpack_strings"]
@@ -46,15 +47,14 @@ def unpack_strings(offsets: np.ndarray, utf8: np.ndarray) -> list[str]:
     return [data[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
 
 
-def write_vocabulary(group, index: int, values: Sequence[str], compressors) -> None:
-    """Write ``values`` as ``vocabulary/<index>/{offsets,utf8}`` under the zarr group ``group`` (the store root)."""
+def write_vocabulary(store: str, index: int, values: Sequence[str], compression: str) -> None:
+    """Write ``values`` as ``vocabulary/<index>/{offsets,utf8}`` under the store (or layout) folder ``store``, whose
+    ``vocabulary`` group the caller writes."""
     offsets, utf8 = pack_strings(values)
-    sub = group.require_group(VOCABULARY_GROUP).create_group(str(index))
+    folder = vocabulary_path(store, index)
+    write_document(folder, group_document({}))
     for name, data, chunk, dim in (("offsets", offsets, _CHUNK_VALUES, "value"), ("utf8", utf8, _CHUNK_BYTES, "byte")):
-        array = sub.create_array(name, shape=data.shape, dtype=data.dtype, chunks=(max(1, min(chunk, len(data))),),
-                                 compressors=compressors, fill_value=0, dimension_names=[dim])
-        if len(data):
-            array[:] = data
+        write_chunked(os.path.join(folder, name), data, chunk, compression, dim)
 
 
 class StoredVocabulary(Sequence):

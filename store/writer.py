@@ -13,14 +13,13 @@ import shutil
 from dataclasses import dataclass
 
 import numpy as np
-import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
 
-from .layout import (ATTRS_KEY, CATEGORY_ARRAY, COMPRESSIONS, FORMAT_NAME, FORMAT_VERSION, array_fill_value,
-                     blosc_config, shard_path)
+from .layout import (ATTRS_KEY, CATEGORY_ARRAY, COMPRESSIONS, FORMAT_NAME, FORMAT_VERSION, VOCABULARY_GROUP,
+                     array_fill_value, shard_path)
 from .errors import OptionError
 from .schema import Schema
 from .files import publish, sync_tree, write_atomic
+from .metadata import array_document, group_document, write_document
 from .shard import ChunkCodec, encode_shard
 from .vocabulary import write_vocabulary
 
@@ -82,26 +81,23 @@ class StoreWriter:
         publish(building, self.path)
 
     def _create_layout(self, path: str, attributes: dict | None) -> None:
-        root = zarr.open_group(path, mode="w", zarr_format=3,
-                               attributes={ATTRS_KEY: self._root_attrs(False, attributes or {})})
+        """Every group's and array's metadata and the vocabularies, written directly (store.metadata: the documents
+        zarr-python writes, ~10x faster)."""
+        write_document(path, group_document({ATTRS_KEY: self._root_attrs(False, attributes or {})}))
         for split, n in self.rows.items():
-            group = root.create_group(split, attributes={"rows": int(n)})
+            write_document(os.path.join(path, split), group_document({"rows": int(n)}))
             for name, columns in self.schema.arrays.items():
-                group.create_array(
-                    name, shape=(int(n), len(columns)), dtype=self.schema.array_dtype(name),
-                    chunks=(self.batch_size, len(columns)), shards=(self.shard_rows, len(columns)),
-                    compressors=self._compressors(), fill_value=array_fill_value(name),
-                    dimension_names=["row", f"{name}_column"],
-                    attributes={"columns": [c.name for c in columns]})
-        for col in self.schema.arrays.get(CATEGORY_ARRAY, ()):
-            if col.vocabulary is not None:
-                write_vocabulary(root, col.index, col.vocabulary, self._compressors())
-
-    def _compressors(self):
-        """The inner-chunk codecs after ``bytes`` as declared in zarr.json (the shards themselves are encoded by
-        store.shard.ChunkCodec from the same settings, store.layout.blosc_config)."""
-        config = blosc_config(self.compression)
-        return [Crc32cCodec()] if config is None else [BloscCodec(**config), Crc32cCodec()]
+                width = len(columns)
+                write_document(os.path.join(path, split, name), array_document(
+                    shape=(int(n), width), dtype=self.schema.array_dtype(name), chunk_shape=(self.batch_size, width),
+                    shard_shape=(self.shard_rows, width), compression=self.compression,
+                    fill_value=array_fill_value(name), dimension_names=["row", f"{name}_column"],
+                    attributes={"columns": [c.name for c in columns]}))
+        vocabularies = [c for c in self.schema.arrays.get(CATEGORY_ARRAY, ()) if c.vocabulary is not None]
+        if vocabularies:
+            write_document(os.path.join(path, VOCABULARY_GROUP), group_document({}))
+        for col in vocabularies:
+            write_vocabulary(path, col.index, col.vocabulary, self.compression)
 
     def write_shard(self, split: str, shard: int, arrays: dict[str, np.ndarray]) -> None:
         """Write shard ``shard`` of every array of ``split``; each value holds that shard's rows (2-D)."""

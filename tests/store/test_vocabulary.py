@@ -17,8 +17,7 @@ VALUES = ["alice", "", "竜の洞窟", 'say "hi"', "a,b\nc", "x" * 5000]
 
 
 def test_written_vocabularies_read_back_exactly_and_lazily(tmp_path):
-    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=3)
-    write_vocabulary(root, 3, VALUES, None)
+    write_vocabulary(str(tmp_path / "s.zarr"), 3, VALUES, "none")
     vocab = StoredVocabulary(str(tmp_path / "s.zarr"), 3, len(VALUES), "user")
     assert len(vocab) == len(VALUES) and vocab._values is None  # the size needs no read
     assert list(vocab) == VALUES and vocab[2] == "竜の洞窟"
@@ -30,14 +29,12 @@ def test_written_vocabularies_read_back_exactly_and_lazily(tmp_path):
 
 
 def test_an_empty_vocabulary(tmp_path):
-    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=3)
-    write_vocabulary(root, 0, [], None)
+    write_vocabulary(str(tmp_path / "s.zarr"), 0, [], "lz4")
     assert list(StoredVocabulary(str(tmp_path / "s.zarr"), 0, 0)) == []
 
 
 def test_a_damaged_vocabulary_is_one_line(tmp_path):
-    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=3)
-    write_vocabulary(root, 0, VALUES, None)
+    write_vocabulary(str(tmp_path / "s.zarr"), 0, VALUES, "none")
     with pytest.raises(FormatError, match=r"vocabulary/0: the vocabulary of column 'user' cannot be read.*re-run"):
         list(StoredVocabulary(str(tmp_path / "s.zarr"), 0, len(VALUES) + 5, "user"))  # sizes disagree
     zarr.open_array(str(tmp_path / "s.zarr/vocabulary/0/offsets"), mode="r+")[3] = 10**9

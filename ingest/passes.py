@@ -163,6 +163,9 @@ def write_shard(job: ShardJob) -> int:
     contiguous rows per block), their categorical codes mapped to the global ones, and the shard's positions of the
     bucket's permutation gathered. Without a shuffle only the shard's rows of each block are read."""
     c = _CTX
+    if c.writer is None:  # a worker forked for the parsing pass, before the parent laid out the store
+        c.writer = StoreWriter.open(os.path.join(c.work, "store"))
+        c.schema = c.writer.schema
     s = SPLIT_NAMES.index(job.split)
     table = _segments(c)
     rows = _scratch("shard", job.stop - job.start, c.dtype)

@@ -69,6 +69,16 @@ class StoreWriter:
     def shards(self, split: str) -> int:
         return -(-self.rows[split] // self.shard_rows)
 
+    @classmethod
+    def open(cls, path: str) -> "StoreWriter":
+        """The writer of a store whose layout :meth:`create` made (any process: e.g. a worker forked before it)."""
+        with open(os.path.join(path, "zarr.json"), encoding="utf-8") as f:
+            attrs = json.load(f)["attributes"][ATTRS_KEY]
+        return cls(path, schema=Schema.from_json(attrs["schema"], path),
+                   rows={split: int(v["rows"]) for split, v in attrs["splits"].items()},
+                   batch_size=int(attrs["batch_size"]), chunks_per_shard=int(attrs["chunks_per_shard"]),
+                   compression=attrs["compression"])
+
     def create(self, attributes: dict | None = None) -> None:
         """Lay out the groups and arrays (metadata only); the root says ``complete: false`` until commit.
 

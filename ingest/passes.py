@@ -11,12 +11,14 @@ the schema, the paths) is set once per process by :func:`set_context`.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
 
-from store import CATEGORY_ARRAY, FLOAT_ARRAY, SPLITS, Schema, StoreError, StoreWriter
+from store import CATEGORY_ARRAY, FLOAT_ARRAY, SPLITS, Schema, StoreError, StoreWriter, temporary_name
 
 from .allocator import keep_buffers
 from .blocks import Block
@@ -28,7 +30,8 @@ from .stats import ColumnStats
 from .summary import write_block_rejects
 from .vocabulary import write_block as write_block_vocabulary
 
-__all__ = ["Context", "set_context", "start_worker", "parse_block", "write_shard", "SPLIT_NAMES"]
+__all__ = ["Context", "set_context", "start_worker", "parse_block", "write_shard", "ShardPart", "parts_folder",
+           "SPLIT_NAMES"]
 
 SPLIT_NAMES = SPLITS  # the spill numbers the splits in this order: 0 train, 1 validation
 
@@ -156,8 +159,21 @@ def _block_stats(parser: BlockParser, arrays: list[np.ndarray], n_train: int) ->
 
 # -- pass 2 -------------------------------------------------------------------------------------------------------
 
-def write_shard(job: ShardJob) -> int:
-    """Write one shard of every array, its rows taken from the permuted buckets; returns its row count.
+@dataclass(frozen=True)
+class ShardPart:
+    """Chunks ``first_chunk:stop_chunk`` of one shard (``job``), part ``part`` of ``parts``: the writing pass's item
+    when a store has fewer shards than the workers can share (pipeline._shard_items)."""
+
+    job: ShardJob
+    part: int
+    parts: int
+    first_chunk: int
+    stop_chunk: int
+
+
+def write_shard(item: ShardJob | ShardPart) -> int:
+    """Write one shard of every array, its rows taken from the permuted buckets; returns its row count. A
+    :class:`ShardPart` writes its chunks to a part file; the part that finds the others done assembles the shard.
 
     One bucket is in memory at a time: its rows of the split are read from every block's spill file (one read of
     contiguous rows per block), their categorical codes mapped to the global ones, and the shard's positions of the
@@ -166,6 +182,15 @@ def write_shard(job: ShardJob) -> int:
     if c.writer is None:  # a worker forked for the parsing pass, before the parent laid out the store
         c.writer = StoreWriter.open(os.path.join(c.work, "store"))
         c.schema = c.writer.schema
+    if isinstance(item, ShardPart):
+        return _write_part(c, item)
+    rows = _shard_rows(c, item)
+    c.writer.write_shard(item.split, item.shard, _final_arrays(c, rows))
+    return len(rows)
+
+
+def _shard_rows(c: Context, job: ShardJob) -> np.ndarray:
+    """The rows of ``job`` (a shard, or some of its rows) in the store's order, as spill records."""
     s = SPLIT_NAMES.index(job.split)
     table = _segments(c)
     rows = _scratch("shard", job.stop - job.start, c.dtype)
@@ -184,8 +209,61 @@ def write_shard(job: ShardJob) -> int:
             at += hi - lo
     if at != len(rows):
         raise StoreError(f"internal error: shard {job.shard} of {job.split} got {at} rows, expected {len(rows)}")
-    c.writer.write_shard(job.split, job.shard, _final_arrays(c, rows))
+    return rows
+
+
+def parts_folder(c: Context, job: ShardJob) -> str:
+    return os.path.join(c.work, "parts", job.split, str(job.shard))
+
+
+def _write_part(c: Context, item: ShardPart) -> int:
+    """Encode one part's chunks of every array into ``parts/<split>/<shard>/<part>.bin`` (sizes in ``.json``,
+    written last). The parts are work files of this run only (the writing pass deletes any it finds at its start,
+    so they are never flushed); the part that sees every part's ``.json`` claims the assembly with an exclusive
+    create (two parts finishing together both see all of them) and writes the shard."""
+    job, b = item.job, c.writer.batch_size
+    rows = _shard_rows(c, job.rows(item.first_chunk * b, min(item.stop_chunk * b, job.stop - job.start)))
+    encoded = {name: c.writer.encode_chunks(name, values) for name, values in _final_arrays(c, rows).items()}
+    folder = parts_folder(c, job)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, str(item.part))
+    _publish_unflushed(path + ".bin", [chunk for chunks in encoded.values() for chunk in chunks])
+    _publish_unflushed(path + ".json", [json.dumps({name: [len(x) for x in chunks]
+                                                     for name, chunks in encoded.items()}).encode()])
+    if all(os.path.exists(os.path.join(folder, f"{p}.json")) for p in range(item.parts)):
+        try:
+            os.close(os.open(os.path.join(folder, "assembling"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            return len(rows)  # another part's worker assembles the shard
+        _assemble(c, job, folder, item.parts)
     return len(rows)
+
+
+def _assemble(c: Context, job: ShardJob, folder: str, parts: int) -> None:
+    """Write the shard of every array from its parts' chunks, then delete the parts."""
+    chunks: dict[str, list] = {}
+    for p in range(parts):
+        with open(os.path.join(folder, f"{p}.json"), encoding="utf-8") as f:
+            sizes = json.load(f)
+        with open(os.path.join(folder, f"{p}.bin"), "rb") as f:
+            data = memoryview(f.read())
+        at = 0
+        for name, lengths in sizes.items():
+            for n in lengths:
+                chunks.setdefault(name, []).append(data[at:at + n])
+                at += n
+    for name, encoded in chunks.items():
+        c.writer.write_encoded(job.split, name, job.shard, encoded)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _publish_unflushed(path: str, parts: list) -> None:
+    """Write ``parts`` one after another to ``path`` through a temporary name (it appears whole), not flushed."""
+    tmp = temporary_name(path)
+    with open(tmp, "wb") as f:
+        for part in parts:
+            f.write(part)
+    os.replace(tmp, path)
 
 
 def _gather(out: np.ndarray, records: np.ndarray, index: np.ndarray) -> None:

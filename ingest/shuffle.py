@@ -225,6 +225,17 @@ class ShardJob:
     stop: int
     pieces: tuple
 
+    def rows(self, first: int, stop: int) -> "ShardJob":
+        """The same shard's rows ``first:stop`` (counted from the shard's first row) as a job of their own: the
+        pieces clipped to them."""
+        pieces, at = [], 0
+        for unit, size, lo, hi in self.pieces:
+            a, b = max(lo, lo + first - at), min(hi, lo + stop - at)
+            if b > a:
+                pieces.append((unit, size, a, b))
+            at += hi - lo
+        return ShardJob(self.split, self.shard, self.start + first, self.start + stop, tuple(pieces))
+
 
 def bucket_permutation(seed: int, bucket: int, split: int, rows: int) -> np.ndarray:
     """The order of a bucket's rows of one split in the store: position i holds the bucket's row ``perm[i]``."""

@@ -23,7 +23,7 @@ from .errors import ChunkError
 from .layout import (BLOSC_HEADER_BYTES, CHECKSUM_BYTES, EMPTY_CHUNK, INDEX_ENTRY_BYTES, blosc_config,
                      shard_index_bytes)
 
-__all__ = ["ChunkCodec", "encode_shard", "read_index", "check_index", "EMPTY"]
+__all__ = ["ChunkCodec", "encode_shard", "encode_chunks", "assemble_shard", "read_index", "check_index", "EMPTY"]
 
 EMPTY = np.uint64(EMPTY_CHUNK)
 _CRC = struct.Struct("<I")  # the CRC32C after each chunk and after the index (CHECKSUM_BYTES)
@@ -106,20 +106,32 @@ def encode_shard(codec: ChunkCodec, rows: np.ndarray, chunk_rows: int, chunks_pe
                  fill_value) -> bytes:
     """One shard holding ``rows`` (at most chunk_rows * chunks_per_shard of them, 2-D); a short last chunk is padded
     with ``fill_value`` as Zarr requires, chunks past the end are marked empty in the index."""
-    parts, index = [], np.full((chunks_per_shard, 2), EMPTY, dtype="<u8")
-    offset = 0
-    for i, start in enumerate(range(0, len(rows), chunk_rows)):
+    return assemble_shard(encode_chunks(codec, rows, chunk_rows, fill_value), chunks_per_shard)
+
+
+def encode_chunks(codec: ChunkCodec, rows: np.ndarray, chunk_rows: int, fill_value) -> list[bytes]:
+    """The encoded inner chunks of ``rows`` (2-D), in order, a short last chunk padded with ``fill_value``. A
+    shard's chunks may be encoded in parts (each starting at a chunk boundary) and assembled by assemble_shard."""
+    parts = []
+    for start in range(0, len(rows), chunk_rows):
         chunk = rows[start:start + chunk_rows]
         if len(chunk) < chunk_rows:
             pad = np.full((chunk_rows - len(chunk),) + rows.shape[1:], fill_value, dtype=rows.dtype)
             chunk = np.concatenate([chunk, pad])
-        data = codec.encode(chunk)
-        parts.append(data)
+        parts.append(codec.encode(chunk))
+    return parts
+
+
+def assemble_shard(chunks: list, chunks_per_shard: int) -> bytes:
+    """A shard file: the encoded ``chunks`` (bytes-like) one after another, then the index and its checksum;
+    chunks past the end are marked empty in the index."""
+    index = np.full((chunks_per_shard, 2), EMPTY, dtype="<u8")
+    offset = 0
+    for i, data in enumerate(chunks):
         index[i] = (offset, len(data))
         offset += len(data)
     index_bytes = index.tobytes()
-    parts.append(index_bytes + _CRC.pack(google_crc32c.value(index_bytes)))
-    return b"".join(parts)
+    return b"".join([*chunks, index_bytes + _CRC.pack(google_crc32c.value(index_bytes))])
 
 
 def read_index(tail: bytes, chunks_per_shard: int, *, array: str = "", shard: int = -1) -> np.ndarray:

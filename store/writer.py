@@ -20,7 +20,7 @@ from .errors import OptionError
 from .schema import Schema
 from .files import publish, sync_tree, write_atomic
 from .metadata import array_document, group_document, write_document
-from .shard import ChunkCodec, encode_shard
+from .shard import ChunkCodec, assemble_shard, encode_chunks
 from .vocabulary import write_vocabulary
 
 __all__ = ["StoreWriter"]
@@ -115,12 +115,23 @@ class StoreWriter:
         for name, rows in arrays.items():
             if rows.shape[0] != expected:
                 raise ValueError(f"{split}/{name} shard {shard}: got {rows.shape[0]} rows, expected {expected}")
-            dtype = self.schema.array_dtype(name)
-            data = encode_shard(ChunkCodec(self.compression, dtype), rows.astype(dtype, copy=False),
-                                self.batch_size, self.chunks_per_shard, array_fill_value(name))
-            path = shard_path(self.path, split, name, shard)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_atomic(path, data)
+            self.write_encoded(split, name, shard, self.encode_chunks(name, rows))
+
+    def encode_chunks(self, array: str, rows: np.ndarray) -> list[bytes]:
+        """The encoded chunks of ``rows`` of ``array`` (starting at a chunk boundary; a short last chunk is the
+        array's last, padded)."""
+        dtype = self.schema.array_dtype(array)
+        return encode_chunks(ChunkCodec(self.compression, dtype), rows.astype(dtype, copy=False), self.batch_size,
+                             array_fill_value(array))
+
+    def write_encoded(self, split: str, array: str, shard: int, chunks: list) -> None:
+        """Write one shard file from its encoded chunks (:meth:`encode_chunks`, possibly of several parts)."""
+        expected = -(-min(self.shard_rows, self.rows[split] - shard * self.shard_rows) // self.batch_size)
+        if len(chunks) != expected:
+            raise ValueError(f"{split}/{array} shard {shard}: got {len(chunks)} chunks, expected {expected}")
+        path = shard_path(self.path, split, array, shard)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomic(path, assemble_shard(chunks, self.chunks_per_shard))
 
     def commit(self, attributes: dict) -> None:
         """Write the root metadata with ``complete: true``: the last write of an ingest."""

@@ -67,6 +67,20 @@ def test_resume_after_crash_gives_the_same_store(tmp_path, quest_csv, small_bloc
     assert not os.path.exists(partial_path(out))
 
 
+@pytest.mark.parametrize("stage,calls", [("write_shard", 2), ("_assemble", 1)])
+def test_resume_after_a_crash_amid_the_parts_of_a_shard(tmp_path, quest_csv, small_blocks, monkeypatch, stage,
+                                                         calls):
+    """Shards written in parts (pipeline._shard_items; forced here, 3 parts each): a crash after some parts, or
+    while the last one assembles a shard, leaves parts that the resumed run discards and writes again."""
+    real = ingest.pipeline._shard_items
+    monkeypatch.setattr(ingest.pipeline, "_shard_items", lambda jobs, workers, batch: real(jobs, 3, batch))
+    options, reference, out = _crashed(tmp_path, quest_csv, monkeypatch, stage, calls)
+    assert glob.glob(os.path.join(partial_path(out), "parts", "*", "*", "*.bin"))
+    run_ingest(IngestConfig(out=out, resume=True, **options))
+    assert _arrays(out) == _arrays(reference)
+    assert not os.path.exists(partial_path(out))
+
+
 @pytest.mark.parametrize("step", ["park the old store", "move the new store", "remove the work folder"])
 def test_crash_while_publishing_over_an_old_store(tmp_path, quest_csv, small_blocks, monkeypatch, step):
     """Finalisation is a few renames; a crash before any of them leaves a resumable state, never a mix."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from ingest.config import BUCKET_BYTES, SMALL_BUCKET_BYTES, SMALL_BUCKETS, bucket_count
-from ingest.shuffle import Segments, SpillReader
+import ingest.pipeline
+from ingest.passes import ShardPart
+from ingest.pipeline import _shard_items
+from ingest.shuffle import Segments, ShardJob, SpillReader
 from store import open_store
 from tests.helpers import tree, without_timings
 from tools.synth import write_csv
@@ -27,6 +31,49 @@ def test_same_seed_same_store_for_any_worker_count(quest_csv, make_store, small_
     c, _ = make_store(quest_csv, val_fraction=0.1, seed=4, workers=2)
     assert _arrays(a) == _arrays(b)
     assert _arrays(a) != _arrays(c)
+
+
+@pytest.mark.parametrize("options", [dict(val_fraction=0.1), dict(shuffle=False)])
+def test_shards_written_in_parts_are_the_same_bytes(quest_csv, make_store, small_blocks, monkeypatch, options):
+    """A store with fewer shards than the workers can share is written in parts of whole chunks that different
+    workers encode and the last one assembles: the same store as one worker writing whole shards, with the parts
+    gone. Forced inline (3 parts of every shard) and with forked workers (4 workers, 2 shards + 1: parts)."""
+    reference, _ = make_store(quest_csv, batch_size=64, **options)
+    items = []
+    real = ingest.pipeline._shard_items
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest.pipeline, "_shard_items",
+                      lambda jobs, workers, batch: items.extend(real(jobs, 3, batch)) or real(jobs, 3, batch))
+        inline, _ = make_store(quest_csv, batch_size=64, **options)
+    assert {type(item).__name__ for item in items} == {"ShardPart"}
+    items.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest.pipeline, "_shard_items", lambda *args: items.extend(real(*args)) or real(*args))
+        forked, _ = make_store(quest_csv, batch_size=64, workers=4, **options)
+    assert {type(item).__name__ for item in items} == {"ShardPart"}
+    assert _arrays(inline) == _arrays(reference) == _arrays(forked)
+    assert not os.path.exists(ingest.pipeline.partial_path(inline))
+
+
+def test_shard_items_cut_shards_only_when_the_workers_would_wait():
+    def job(rows):
+        return ShardJob("train", 0, 0, rows, ((0, rows, 0, rows),))
+
+    jobs = [job(1000) for _ in range(8)]
+    assert _shard_items(jobs, 4, 10) == jobs and _shard_items(jobs, 1, 10) == jobs  # 2 per worker: enough
+    parts = _shard_items(jobs[:3], 4, 10)  # 3 shards, 4 workers: 3 parts each
+    assert len(parts) == 9 and all(isinstance(p, ShardPart) and p.parts == 3 for p in parts)
+    assert [(p.first_chunk, p.stop_chunk) for p in parts[:3]] == [(0, 33), (33, 66), (66, 100)]
+    assert _shard_items([job(15)], 16, 10) == [ShardPart(job(15), 0, 2, 0, 1), ShardPart(job(15), 1, 2, 1, 2)]
+    assert _shard_items([job(5)], 16, 10) == [job(5)]  # one chunk: nothing to divide
+
+
+def test_a_shard_job_cut_into_rows_takes_the_same_rows():
+    whole = ShardJob("train", 2, 100, 160, ((3, 50, 30, 50), (4, 40, 0, 40)))  # 20 rows of bucket 3, 40 of 4
+    assert whole.rows(0, 60) == whole
+    assert whole.rows(0, 20).pieces == ((3, 50, 30, 50),)
+    assert whole.rows(10, 30) == ShardJob("train", 2, 110, 130, ((3, 50, 40, 50), (4, 40, 0, 10)))
+    assert whole.rows(25, 60).pieces == ((4, 40, 5, 40),)
 
 
 def test_rows_are_globally_shuffled(quest_csv, make_store, small_blocks):

@@ -459,12 +459,17 @@ def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, run
     todo.sort(key=lambda job: job.stop - job.start, reverse=True)
     shutil.rmtree(os.path.join(ctx.work, "parts"), ignore_errors=True)  # an interrupted run's, of its own split
     items = _shard_items(todo, 1 if config.dask else config.workers, ctx.writer.batch_size)
-    rows = 0
+    rows, parts_done = 0, {}
     with pass_bar("pass 2/2 write", len(jobs), "shards", done=len(jobs) - len(todo), enabled=config.progress) as bar:
         for item, count in zip(items, run(passes.write_shard, items)):
             rows += count
             bar.set_postfix_str(f"{rows:,} rows", refresh=False)
-            bar.update(1 / item.parts if isinstance(item, passes.ShardPart) else 1)
+            if isinstance(item, passes.ShardPart):  # a shard is done with its last part
+                key = (item.job.split, item.job.shard)
+                parts_done[key] = parts_done.get(key, 0) + 1
+                if parts_done[key] < item.parts:
+                    continue
+            bar.update(1)
 
 
 def _shard_items(jobs: list, workers: int, batch_size: int) -> list:

@@ -2,7 +2,9 @@
 
 1. ``parse_block``: CSV block -> typed rows, statistics, local vocabularies -> spill file grouped by (split, bucket).
 2. ``write_shard``: the rows of one shard, taken from the permuted buckets they fall in (read from every block's
-   spill file), converted to the final types and codes -> one encoded shard file per array.
+   spill file), converted to the final types and codes -> one encoded shard file per array. When a store has fewer
+   shards than the workers can share, a work item is a part of a shard (whole chunks) and the last part of a shard
+   to finish assembles it from the parts' encoded chunks.
 
 Each function writes its output under a temporary name and renames it, so a finished item is never redone by
 ``--resume`` and an interrupted one leaves nothing that looks finished. Context that every item shares (the parser,
@@ -30,10 +32,10 @@ from .stats import ColumnStats
 from .summary import write_block_rejects
 from .vocabulary import write_block as write_block_vocabulary
 
-__all__ = ["Context", "set_context", "start_worker", "parse_block", "write_shard", "ShardPart", "parts_folder",
-           "SPLIT_NAMES"]
+__all__ = ["Context", "set_context", "start_worker", "parse_block", "write_shard", "ShardPart", "SPLIT_NAMES"]
 
 SPLIT_NAMES = SPLITS  # the spill numbers the splits in this order: 0 train, 1 validation
+PARTS = "parts"  # work folder of the shards written in parts (ShardPart)
 
 
 @dataclass
@@ -212,10 +214,6 @@ def _shard_rows(c: Context, job: ShardJob) -> np.ndarray:
     return rows
 
 
-def parts_folder(c: Context, job: ShardJob) -> str:
-    return os.path.join(c.work, "parts", job.split, str(job.shard))
-
-
 def _write_part(c: Context, item: ShardPart) -> int:
     """Encode one part's chunks of every array into ``parts/<split>/<shard>/<part>.bin`` (sizes in ``.json``,
     written last). The parts are work files of this run only (the writing pass deletes any it finds at its start,
@@ -224,7 +222,7 @@ def _write_part(c: Context, item: ShardPart) -> int:
     job, b = item.job, c.writer.batch_size
     rows = _shard_rows(c, job.rows(item.first_chunk * b, min(item.stop_chunk * b, job.stop - job.start)))
     encoded = {name: c.writer.encode_chunks(name, values) for name, values in _final_arrays(c, rows).items()}
-    folder = parts_folder(c, job)
+    folder = os.path.join(c.work, PARTS, job.split, str(job.shard))
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, str(item.part))
     _publish_unflushed(path + ".bin", [chunk for chunks in encoded.values() for chunk in chunks])

@@ -457,7 +457,7 @@ def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, run
     # largest first, so the short ones (a split's last shard, the validation split's) fill the end: with 5 shards
     # on 2 workers the pass took 2.4 shard-times in file order, 2.2 this way.
     todo.sort(key=lambda job: job.stop - job.start, reverse=True)
-    shutil.rmtree(os.path.join(ctx.work, "parts"), ignore_errors=True)  # an interrupted run's, of its own split
+    shutil.rmtree(os.path.join(ctx.work, passes.PARTS), ignore_errors=True)  # an interrupted run's, cut its own way
     items = _shard_items(todo, 1 if config.dask else config.workers, ctx.writer.batch_size)
     rows, parts_done = 0, {}
     with pass_bar("pass 2/2 write", len(jobs), "shards", done=len(jobs) - len(todo), enabled=config.progress) as bar:
@@ -470,6 +470,11 @@ def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, run
                 if parts_done[key] < item.parts:
                     continue
             bar.update(1)
+    missing = [job for job in jobs if not all(os.path.exists(shard_path(ctx.writer.path, job.split, a, job.shard))
+                                              for a in arrays)]
+    if missing:  # never mark a store complete without every shard
+        raise StoreError(f"internal error: shard {missing[0].shard} of {missing[0].split} was not written; run the "
+                         "same command with --resume")
 
 
 def _shard_items(jobs: list, workers: int, batch_size: int) -> list:

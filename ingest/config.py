@@ -169,8 +169,10 @@ class IngestConfig:
 def bucket_count(total: int, largest: int = BUCKET_BYTES) -> int:
     """Shuffle buckets for ``total`` bytes of CSV: 4 MiB buckets up to 4 GB, then 1,024 buckets growing to
     ``largest`` (64 GB), then buckets of ``largest``. A function of the input's size only (never of the workers):
-    the buckets decide the shuffled order. Below 64 GB there are at most 1,024 buckets, beyond it as many as
-    before, so the spill's segment counts never exceed what 64 MiB buckets gave at the same size."""
+    the buckets decide the shuffled order. Below 64 GB there are at most 1,024 buckets (more than 64 MiB buckets
+    gave there: 79 instead of 5 for 330 MB), beyond it as many as 64 MiB buckets give, so the spill never has more
+    segments per block than the 1,024 or than the count 64 MiB buckets give at that size. (The store records
+    ``bucket_bytes``, the largest; the count follows from it and the input's size.)"""
     small = min(SMALL_BUCKETS, math.ceil(total / SMALL_BUCKET_BYTES))
     return max(1, math.ceil(total / largest), small)
 

@@ -7,7 +7,8 @@
    to finish assembles it from the parts' encoded chunks.
 
 Each function writes its output under a temporary name and renames it, so a finished item is never redone by
-``--resume`` and an interrupted one leaves nothing that looks finished. Context that every item shares (the parser,
+``--resume`` and an interrupted one leaves nothing that looks finished (the parts of a shard not yet assembled are
+the exception: work files of one run, which a resumed run discards and writes again). Context that every item shares (the parser,
 the schema, the paths) is set once per process by :func:`set_context`.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,9 +216,10 @@ def _shard_rows(c: Context, job: ShardJob) -> np.ndarray:
 
 def _write_part(c: Context, item: ShardPart) -> int:
     """Encode one part's chunks of every array into ``parts/<split>/<shard>/<part>.bin`` (sizes in ``.json``,
-    written last). The parts are work files of this run only (the writing pass deletes any it finds at its start,
-    so they are never flushed); the part that sees every part's ``.json`` claims the assembly with an exclusive
-    create (two parts finishing together both see all of them) and writes the shard."""
+    written last, with the part's cut). The parts are work files of this run only (the writing pass deletes any it
+    finds at its start and its end, so they are never flushed); the part that sees every part's ``.json`` claims
+    the assembly with an exclusive create (two parts finishing together both see all of them) and writes the
+    shard."""
     job, b = item.job, c.writer.batch_size
     rows = _shard_rows(c, job.rows(item.first_chunk * b, min(item.stop_chunk * b, job.stop - job.start)))
     encoded = {name: c.writer.encode_chunks(name, values) for name, values in _final_arrays(c, rows).items()}
@@ -226,8 +227,10 @@ def _write_part(c: Context, item: ShardPart) -> int:
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, str(item.part))
     _publish_unflushed(path + ".bin", [chunk for chunks in encoded.values() for chunk in chunks])
-    _publish_unflushed(path + ".json", [json.dumps({name: [len(x) for x in chunks]
-                                                     for name, chunks in encoded.items()}).encode()])
+    cut = [item.parts, item.first_chunk, item.stop_chunk]
+    _publish_unflushed(path + ".json", [json.dumps({"cut": cut, "sizes": {name: [len(x) for x in chunks]
+                                                                          for name, chunks in encoded.items()}})
+                                        .encode()])
     if all(os.path.exists(os.path.join(folder, f"{p}.json")) for p in range(item.parts)):
         try:
             os.close(os.open(os.path.join(folder, "assembling"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
@@ -238,21 +241,31 @@ def _write_part(c: Context, item: ShardPart) -> int:
 
 
 def _assemble(c: Context, job: ShardJob, folder: str, parts: int) -> None:
-    """Write the shard of every array from its parts' chunks, then delete the parts."""
+    """Write the shard of every array from its parts' chunks, then delete the parts' files. The folder and its
+    ``assembling`` claim stay (the pass deletes them at its end): a part that published its metadata before this
+    assembly started may still be about to check for the others, and must find the claim taken, not a missing
+    folder or a claim it could take again."""
     chunks: dict[str, list] = {}
+    at_chunk = 0
     for p in range(parts):
         with open(os.path.join(folder, f"{p}.json"), encoding="utf-8") as f:
-            sizes = json.load(f)
+            meta = json.load(f)
+        if meta["cut"][0] != parts or meta["cut"][1] != at_chunk:  # never mix in another cut's part
+            raise StoreError(f"internal error: part {p} of shard {job.shard} of {job.split} was cut as "
+                             f"{meta['cut']}, expected {parts} parts from chunk {at_chunk}")
+        at_chunk = meta["cut"][2]
         with open(os.path.join(folder, f"{p}.bin"), "rb") as f:
             data = memoryview(f.read())
         at = 0
-        for name, lengths in sizes.items():
+        for name, lengths in meta["sizes"].items():
             for n in lengths:
                 chunks.setdefault(name, []).append(data[at:at + n])
                 at += n
     for name, encoded in chunks.items():
         c.writer.write_encoded(job.split, name, job.shard, encoded)
-    shutil.rmtree(folder, ignore_errors=True)
+    for p in range(parts):
+        for suffix in (".bin", ".json"):
+            os.remove(os.path.join(folder, f"{p}{suffix}"))
 
 
 def _publish_unflushed(path: str, parts: list) -> None:

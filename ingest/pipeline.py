@@ -457,7 +457,7 @@ def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, run
     # largest first, so the short ones (a split's last shard, the validation split's) fill the end: with 5 shards
     # on 2 workers the pass took 2.4 shard-times in file order, 2.2 this way.
     todo.sort(key=lambda job: job.stop - job.start, reverse=True)
-    shutil.rmtree(os.path.join(ctx.work, passes.PARTS), ignore_errors=True)  # an interrupted run's, cut its own way
+    _clear_parts(ctx.work)  # an interrupted run's parts, cut its own way
     items = _shard_items(todo, 1 if config.dask else config.workers, ctx.writer.batch_size)
     rows, parts_done = 0, {}
     with pass_bar("pass 2/2 write", len(jobs), "shards", done=len(jobs) - len(todo), enabled=config.progress) as bar:
@@ -470,6 +470,7 @@ def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, run
                 if parts_done[key] < item.parts:
                     continue
             bar.update(1)
+    _clear_parts(ctx.work)
     missing = [job for job in jobs if not all(os.path.exists(shard_path(ctx.writer.path, job.split, a, job.shard))
                                               for a in arrays)]
     if missing:  # never mark a store complete without every shard
@@ -477,12 +478,22 @@ def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, run
                          "same command with --resume")
 
 
+def _clear_parts(work: str) -> None:
+    """Delete the work directory's folder of shard parts (passes.PARTS); a link planted there is removed as a link,
+    never followed, and a folder that cannot be deleted stops the ingest rather than mixing old parts in."""
+    path = os.path.join(work, passes.PARTS)
+    if os.path.islink(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
 def _shard_items(jobs: list, workers: int, batch_size: int) -> list:
     """The writing pass's work items: the shards, or, when there are fewer than two per worker (a small store on
     many cores: 9 shards for 16 workers on the 660 MB benchmark), each shard cut into parts of whole chunks that
     different workers encode (passes.write_shard assembles them), so that every core has work. A shard's bytes are
     the same either way; only the work is divided."""
-    if workers <= 1 or len(jobs) >= 2 * workers:
+    if workers <= 1 or not jobs or len(jobs) >= 2 * workers:  # none left: a resume after every shard was written
         return jobs
     per_shard = -(-2 * workers // len(jobs))
     items = []

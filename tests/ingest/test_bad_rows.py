@@ -231,3 +231,15 @@ def test_a_resumed_ingest_keeps_its_work_on_a_typo_and_drops_it_on_a_bad_row(tmp
     assert not os.path.exists(partial_path(out))
     _csv(tmp_path, _many_rows())
     assert ingest(IngestConfig(**config)).rows == {"train": 11_999}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_row_rejected_gives_an_empty_store(tmp_path, make_store, workers):
+    """With --on-bad-rows skip and no good row, the store has empty splits and every row is in the rejects, on one
+    worker or several (the writing pass has no shard to hand out)."""
+    src = tmp_path / "bad.csv"
+    src.write_text("a,b\nx,1\ny,2\n")
+    out, result = make_store(str(src), workers=workers, on_bad_rows="skip", dtypes={"a": "float"},
+                             rejects=str(tmp_path / "rejects.csv"))
+    assert result.rows_rejected == 2 and sum(result.rows.values()) == 0
+    assert open_store(out).rows == {"train": 0}

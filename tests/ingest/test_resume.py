@@ -81,6 +81,38 @@ def test_resume_after_a_crash_amid_the_parts_of_a_shard(tmp_path, quest_csv, sma
     assert not os.path.exists(partial_path(out))
 
 
+def test_resume_after_every_shard_was_written(tmp_path, quest_csv, small_blocks, monkeypatch):
+    """A kill while the store is flushed and marked complete (or a failed upload) leaves every shard written: the
+    resumed run, on several workers, has no shard to write and goes straight to the commit."""
+    options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", batch_size=50, workers=2, progress=False)
+    reference = str(tmp_path / "reference.zarr")
+    run_ingest(IngestConfig(out=reference, **options))
+    out = str(tmp_path / "out.zarr")
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest.pipeline.StoreWriter, "commit", lambda *args: (_ for _ in ()).throw(Crash("commit")))
+        with pytest.raises(Crash):
+            run_ingest(IngestConfig(out=out, **options))
+    run_ingest(IngestConfig(out=out, resume=True, **options))
+    assert _arrays(out) == _arrays(reference)
+
+
+def test_a_link_planted_where_the_parts_go_is_removed_not_followed(tmp_path, quest_csv, small_blocks, monkeypatch):
+    """The writing pass deletes the work directory's folder of shard parts before it starts: a link found there (to
+    a user's folder) is removed as a link, and what it points to stays."""
+    real = ingest.pipeline._shard_items
+    monkeypatch.setattr(ingest.pipeline, "_shard_items", lambda jobs, workers, batch: real(jobs, 3, batch))
+    options, reference, out = _crashed(tmp_path, quest_csv, monkeypatch, "write_shard", 1)
+    precious = tmp_path / "precious"
+    (precious / "train" / "0").mkdir(parents=True)
+    (precious / "train" / "0" / "0.json").write_text("years of work")
+    parts = os.path.join(partial_path(out), "parts")
+    shutil.rmtree(parts)
+    os.symlink(precious, parts, target_is_directory=True)
+    run_ingest(IngestConfig(out=out, resume=True, **options))
+    assert (precious / "train" / "0" / "0.json").read_text() == "years of work"
+    assert _arrays(out) == _arrays(reference)
+
+
 @pytest.mark.parametrize("step", ["park the old store", "move the new store", "remove the work folder"])
 def test_crash_while_publishing_over_an_old_store(tmp_path, quest_csv, small_blocks, monkeypatch, step):
     """Finalisation is a few renames; a crash before any of them leaves a resumable state, never a mix."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -9,11 +10,12 @@ import pandas as pd
 import pytest
 
 from ingest.config import BUCKET_BYTES, SMALL_BUCKET_BYTES, SMALL_BUCKETS, bucket_count
+import ingest.passes
 import ingest.pipeline
 from ingest.passes import ShardPart
 from ingest.pipeline import _shard_items
 from ingest.shuffle import Segments, ShardJob, SpillReader
-from store import open_store
+from store import StoreError, open_store
 from tests.helpers import tree, without_timings
 from tools.synth import write_csv
 
@@ -53,6 +55,27 @@ def test_shards_written_in_parts_are_the_same_bytes(quest_csv, make_store, small
     assert {type(item).__name__ for item in items} == {"ShardPart"}
     assert _arrays(inline) == _arrays(reference) == _arrays(forked)
     assert not os.path.exists(ingest.pipeline.partial_path(inline))
+
+
+def test_a_part_of_another_cut_is_never_assembled(quest_csv, make_store, small_blocks, monkeypatch):
+    """Each part records how its shard was cut; a part file of another cut (left by an earlier run, were its
+    deletion to fail) stops the assembly instead of going into the shard."""
+    real = ingest.pipeline._shard_items
+    monkeypatch.setattr(ingest.pipeline, "_shard_items", lambda jobs, workers, batch: real(jobs, 3, batch))
+    real_assemble = ingest.passes._assemble
+
+    def assemble_with_a_stale_part(c, job, folder, parts):
+        path = os.path.join(folder, "1.json")
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+        meta["cut"][1] += 1
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        return real_assemble(c, job, folder, parts)
+
+    monkeypatch.setattr(ingest.passes, "_assemble", assemble_with_a_stale_part)
+    with pytest.raises(StoreError, match="was cut as"):
+        make_store(quest_csv, batch_size=64)
 
 
 def test_shard_items_cut_shards_only_when_the_workers_would_wait():

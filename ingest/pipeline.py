@@ -452,8 +452,12 @@ def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, run
     jobs = [job for s, split in enumerate(summary.rows)
             for job in segments.jobs(s, split, ctx.writer.shard_rows)]
     arrays = list(ctx.schema.arrays)
-    todo = [job for job in jobs
-            if not all(os.path.exists(shard_path(ctx.writer.path, job.split, a, job.shard)) for a in arrays)]
+
+    def unwritten(jobs):  # a shard is written once every array's file of it is
+        return [job for job in jobs
+                if not all(os.path.exists(shard_path(ctx.writer.path, job.split, a, job.shard)) for a in arrays)]
+
+    todo = unwritten(jobs)
     # largest first, so the short ones (a split's last shard, the validation split's) fill the end: with 5 shards
     # on 2 workers the pass took 2.4 shard-times in file order, 2.2 this way.
     todo.sort(key=lambda job: job.stop - job.start, reverse=True)
@@ -471,8 +475,7 @@ def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, run
                     continue
             bar.update(1)
     _clear_parts(ctx.work)
-    missing = [job for job in jobs if not all(os.path.exists(shard_path(ctx.writer.path, job.split, a, job.shard))
-                                              for a in arrays)]
+    missing = unwritten(jobs)
     if missing:  # never mark a store complete without every shard
         raise StoreError(f"internal error: shard {missing[0].shard} of {missing[0].split} was not written; run the "
                          "same command with --resume")

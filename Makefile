@@ -10,7 +10,8 @@ DEMO_EPOCHS ?= 3
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+# setup.py builds ingest's compiled parser (ingest/_fastcsv.c) in place; a change to it reinstalls
+$(STAMP): setup.cfg setup.py pyproject.toml ingest/_fastcsv.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

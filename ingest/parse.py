@@ -1,6 +1,12 @@
 """Parse one block of CSV bytes into typed arrays, finding bad rows exactly.
 
-Fast path: one ``pandas.read_csv`` (C engine) over the whole block with the column types given, plus a check that
+Compiled path (``ingest/_fastcsv.c``, built at install; without a C compiler pandas parses every block): one scan
+of the block straight into the store's column types, for layouts of float, int and category columns in UTF-8. It
+converts only values whose pandas result is certain (see the C file's top), leaves every other float field to
+pandas itself (converted in one ``read_csv`` of those fields) and gives up on anything else, so its values equal
+what ``pandas.read_csv`` gives; a block it gives up on takes the pandas path.
+
+Pandas path: one ``pandas.read_csv`` (C engine) over the whole block with the column types given, plus a check that
 every record has exactly the header's number of fields (pandas pads short rows silently). Values therefore equal
 what ``pandas.read_csv`` gives for the same file.
 
@@ -11,6 +17,7 @@ value does not fit its type).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import warnings
@@ -22,11 +29,22 @@ import pandas as pd
 from .blocks import split_records
 from .quotes import count_byte
 
+try:
+    from . import _fastcsv
+except ImportError:  # installed without a C compiler: every block takes the pandas path
+    _fastcsv = None
+
 __all__ = ["BlockParser", "Parsed", "BadRow", "INT_MISSING"]
 
 INT_MISSING = np.iinfo(np.int64).min
-_PANDAS_DTYPES = {"float": "float64", "int": "Int64", "bool": "boolean", "category": "category", "datetime": object}
+# Category columns are read as text and factorized here: with dtype "category", pandas turns a block whose values
+# all look numeric into numbers ("01" and "1" both become 1), so a value would depend on its block's neighbours.
+_PANDAS_DTYPES = {"float": "float64", "int": "Int64", "bool": "boolean", "category": object, "datetime": object}
 _PREFIX = {"float": b"0", "int": b"0", "bool": b"false", "category": b"", "datetime": b""}
+_FAST_KINDS = {"float": "f", "int": "i", "category": "c"}
+_FAST_SEPS = b",;\t|"
+# pandas' missing-value strings (keep_default_na), which the compiled path must treat as pandas does
+_MISSING = sorted(v.encode("ascii") for v in pd._libs.parsers.STR_NA_VALUES)
 # Diagnosing a bad record uses the csv module, whose default field limit (128 KiB) a hostile field can exceed.
 csv.field_size_limit(2**31 - 1)
 
@@ -58,6 +76,7 @@ class Parsed:
     codes: np.ndarray
     vocab: list[list[str]]
     bad: list[BadRow] = field(default_factory=list)
+    compiled: bool = False  # parsed by the compiled path (ingest/_fastcsv.c), not by pandas
 
     @property
     def rows(self) -> int:
@@ -81,6 +100,11 @@ class BlockParser:
         # (A lone empty field would be a blank line, which pandas skips: one column gets a placeholder instead.)
         prefix = _PREFIX if len(header) > 1 else _PREFIX | {"category": b"_", "datetime": b"1970-01-01"}
         self._prefix = self.sep.join(prefix[kinds[c]] for c in header) + b"\n"
+        # The compiled path's layouts: one column would make a blank line a record (pandas skips it); bool and
+        # datetime columns and other encodings are pandas' alone.
+        fast = (_fastcsv is not None and len(header) > 1 and self.sep in _FAST_SEPS
+                and codecs.lookup(encoding).name in ("utf-8", "ascii") and all(kinds[c] in _FAST_KINDS for c in header))
+        self._fast_kinds = "".join(_FAST_KINDS[kinds[c]] for c in header) if fast else None
 
     @property
     def dtypes(self) -> dict:
@@ -92,6 +116,10 @@ class BlockParser:
         ``stop_at_first``: find and diagnose only the first bad row (the rows returned are then incomplete), for the
         error policy, which reports that row and stops: diagnosing every other one first was wasted work.
         """
+        if self._fast_kinds is not None:
+            parsed = self._fast_parse(data)
+            if parsed is not None:
+                return parsed
         try:
             return self._parse(data)
         except _Reject:
@@ -120,6 +148,44 @@ class BlockParser:
         mid = (lo + hi) // 2
         return (self._bisect(data, starts, ends, lines, lo, mid, pieces, bad, stop_at_first)
                 or self._bisect(data, starts, ends, lines, mid, hi, pieces, bad, stop_at_first))
+
+    def _fast_parse(self, data: bytes) -> Parsed | None:
+        """The compiled path's arrays for ``data``, or None where it cannot be sure of pandas' values."""
+        capacity = data.count(b"\n") + (not data.endswith(b"\n"))  # records, unless quotes hold newlines
+        floats = np.empty((len(self.float_cols), capacity), np.float32)  # transposed: see Parsed
+        ints = np.empty((len(self.int_cols), capacity), np.int64)
+        codes = np.empty((len(self.cat_cols), capacity), np.int32)
+        out = _fastcsv.parse(data, self._fast_kinds, self.sep[0], _MISSING, floats, ints, codes, capacity)
+        if out is None:
+            return None
+        rows, hard_at, hard_text, vocab = out
+        if hard_at and not self._convert_hard(floats, np.frombuffer(hard_at, np.int64), hard_text):
+            return None
+        try:
+            vocab = [[v.decode(self.encoding) for v in values] for values in vocab]
+        except UnicodeDecodeError:
+            return None
+        if rows < capacity:  # newlines inside quotes: fewer records than lines
+            floats, ints, codes = (np.ascontiguousarray(a[:, :rows]) for a in (floats, ints, codes))
+        return Parsed(floats.T, ints.T, codes.T, vocab, compiled=True)
+
+    @staticmethod
+    def _convert_hard(floats: np.ndarray, at: np.ndarray, text: bytes) -> bool:
+        """Convert the float fields the compiled path left to pandas ("nan", "1e999", 17 digits, ...; ``text`` holds
+        them one per line) with pandas itself, into ``floats`` at flat positions ``at``. False if pandas refuses one
+        (or reads another number of them): the block then takes the pandas path, which finds the bad row."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                values = pd.read_csv(io.BytesIO(text), header=None, names=["v"], index_col=False, dtype="float64",
+                                     engine="c")["v"].to_numpy(dtype=np.float64, na_value=np.nan)
+        except Exception:
+            return False
+        if len(values) != len(at):
+            return False
+        with np.errstate(over="ignore"):  # beyond float32's range -> ±inf, as in _arrays
+            floats.reshape(-1)[at] = values
+        return True
 
     def _parse(self, data: bytes, expected_rows: int | None = None) -> Parsed:
         try:
@@ -152,9 +218,9 @@ class BlockParser:
         codes = np.empty((len(self.cat_cols), n), np.int32)
         vocab = []
         for j, c in enumerate(self.cat_cols):
-            values = frame[c].cat.remove_unused_categories() if len(self.header) == 1 else frame[c]
-            codes[j] = values.cat.codes.to_numpy()
-            vocab.append([str(v) for v in values.cat.categories])
+            local, values = pd.factorize(frame[c].to_numpy())  # missing -> -1
+            codes[j] = local
+            vocab.append(values.tolist())
         return Parsed(floats.T, ints.T, codes.T, vocab)
 
     @staticmethod

@@ -61,15 +61,22 @@ class IngestResult:
     bytes_read: int
     seconds: float
     timings: dict = field(default_factory=dict)
+    blocks: int = 0
+    compiled_blocks: int = 0  # of ``blocks``, those the compiled parser took (ingest/parse.py); pandas the rest
 
     def summary(self, verbose: bool = False) -> str:
-        """One line; with ``verbose``, then a table of each stage's wall and CPU seconds (CPU: every process)."""
+        """One line; with ``verbose``, then a table of each stage's wall and CPU seconds (CPU: every process) and
+        how many blocks the compiled parser took."""
         rows = ", ".join(f"{k} {v:,}" for k, v in self.rows.items())
         mbs = self.bytes_read / max(self.seconds, 1e-9) / 1e6
         text = (f"ingested {self.rows_read:,} rows ({rows}; rejected {self.rows_rejected:,}) from "
                 f"{self.bytes_read / 1e6:,.1f} MB in {self.seconds:.1f} s ({mbs:,.1f} MB/s) into {self.path}")
         text += f"; rejected rows are in {self.rejects}" if self.rows_rejected else ""
-        return text + ("\n" + table(self.timings) if verbose and self.timings else "")
+        if not verbose:
+            return text
+        return (text + ("\n" + table(self.timings) if self.timings else "")
+                + f"\nparser: compiled (ingest/_fastcsv.c) for {self.compiled_blocks:,} of {self.blocks:,} blocks, "
+                "pandas for the rest")
 
 
 def ingest(config: IngestConfig) -> IngestResult:
@@ -149,7 +156,8 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
         _publish(config.out, work, ctx.writer.path)
     timings.end()
     return IngestResult(config.out, summary.rows_read, summary.rows, summary.rows_rejected, rejects,
-                        total, time.monotonic() - started, timings.record())
+                        total, time.monotonic() - started, timings.record(), len(summary.blocks),
+                        summary.compiled_blocks)
 
 
 def _prepare_output(config: IngestConfig, work: str) -> None:

@@ -30,6 +30,7 @@ class Summary:
         self.parser, self.kinds, self.label, self.splits = parser, kinds, label, splits
         self.segments = segments
         self.rows_read = self.rows_rejected = 0
+        self.compiled_blocks = 0  # blocks the compiled parser took (the others: pandas)
         self.first_bad_row: list | None = None
         self.blocks: list[int] = []  # in block order
         self.rejected_blocks: list[int] = []
@@ -43,6 +44,7 @@ class Summary:
         self.blocks.append(meta["block"])
         self.rows_read += meta["rows_read"]
         self.rows_rejected += meta["rejected"]
+        self.compiled_blocks += bool(meta.get("compiled"))
         if meta["rejected"]:
             self.rejected_blocks.append(meta["block"])
         if meta["bad"] and self.first_bad_row is None:

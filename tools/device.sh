@@ -17,7 +17,7 @@ WHEELS=.device/wheels
 # What the device's Python lacks (it has numpy, pandas, jax, h5py, ml-dtypes, rich): the project's own needs for
 # ingest and the JAX feed, with their pure-Python dependencies; the versions CI tests (setup.cfg: zarr < 3.2).
 CARRY="keras==3.15.1 zarr==3.1.6 numcodecs==0.16.6 google-crc32c crc32c donfig optree namex absl-py markdown-it-py
-       mdurl pygments typing-extensions packaging pyyaml tqdm psutil"
+       mdurl pygments typing-extensions packaging pyyaml tqdm psutil setuptools"
 INSTALL="keras zarr numcodecs google-crc32c tqdm psutil"
 
 case "${1:-}" in
@@ -38,9 +38,13 @@ run)
         VPY=.device/venv/bin/python
     fi
     "$VPY" -m pip install -q --no-index --find-links "$WHEELS" $INSTALL
+    # ingest's compiled parser, where the machine has a C compiler and Python's headers (else pandas parses: the
+    # line in machine.txt says which)
+    "$VPY" -m pip install -q --no-index --find-links "$WHEELS" setuptools || true
+    "$VPY" setup.py -q build_ext --inplace > "$OUT/build.txt" 2>&1 || echo "build_ext failed: see build.txt"
     export KERAS_BACKEND=jax PYTHONPATH=. PYTHONUNBUFFERED=1
-    { nproc; free -g | head -2; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || true; } \
-        > "$OUT/machine.txt"
+    { nproc; free -g | head -2; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || true
+      "$VPY" -c 'import ingest.parse as p; print("compiled parser:", p._fastcsv is not None)'; } > "$OUT/machine.txt"
     data=${DEVICE_DATA:-/tmp/device-bench}
     if [ -n "${QUICK:-}" ]; then
         gpu_args=(--cpu) ingest_args=(--files 2 --quick --workers 1,2)

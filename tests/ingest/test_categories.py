@@ -126,3 +126,23 @@ def test_a_block_vocabulary_file_reads_back_each_array(tmp_path):
         f.truncate(20)  # a torn work file: one line, not a traceback
     with pytest.raises(StoreError, match=r"0\.vocab: a work file of the interrupted ingest is damaged"):
         vocabulary.BlockVocabulary(path)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_category_values_are_the_text_as_written_in_every_block(tmp_path, small_blocks, monkeypatch, compiled):
+    """A category column keeps its text as written, even in a block where every value looks like a number: pandas'
+    dtype "category" would read "01" and "1" there as the number 1 (and "2" as 2.0 beside "2.5")."""
+    import ingest.parse
+    if compiled and ingest.parse._fastcsv is None:
+        pytest.skip("ingest/_fastcsv.c was not built here")
+    if not compiled:
+        monkeypatch.setattr(ingest.parse, "_fastcsv", None)
+    room = ["A1", "B2"] * 10000 + ["01", "1", "2", "2.5", "1.0"] * 6000  # the last blocks hold only number-like text
+    frame = pd.DataFrame({"room": room, "x": np.arange(len(room)) % 7})
+    path = tmp_path / "rooms.csv"
+    frame.to_csv(path, index=False)
+    out = str(tmp_path / "s.zarr")
+    result = run_ingest(IngestConfig(sources=[str(path)], out=out, dtypes={"room": "category"}, shuffle=False))
+    assert result.blocks > 2 and result.compiled_blocks == (result.blocks if compiled else 0)
+    got = open_store(out).read_frame("train")
+    assert got["room"].astype(object).tolist() == room

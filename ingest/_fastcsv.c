@@ -136,9 +136,9 @@ static void table_free(Table *t) {
 
 /* ---- fields ---- */
 
-/* 1 and *out = the value when s[0:n] has the exact form (see the top), else 0. */
-static int easy_float(const char *s, Py_ssize_t n, float *out) {
-    const char *p = s, *end = s + n;
+/* The end of the number of the exact form (see the top) that starts at p, and *out its value; NULL if the bytes
+ * from p do not start with one. */
+static const char *scan_float(const char *p, const char *end, float *out) {
     int negative = 0, digits = 0, decimals = 0;
     uint64_t mantissa = 0;
     if (p < end && *p == '-') negative = 1, p++;
@@ -147,7 +147,7 @@ static int easy_float(const char *s, Py_ssize_t n, float *out) {
         for (p++; p < end && *p >= '0' && *p <= '9'; p++, digits++, decimals++)
             mantissa = mantissa * 10 + (uint64_t)(*p - '0');
     }
-    if (digits == 0 || digits > 15) return 0;
+    if (digits == 0 || digits > 15) return NULL;
     long exponent = -decimals;
     if (p < end && (*p == 'e' || *p == 'E')) {
         int eneg = 0, edigits = 0;
@@ -155,30 +155,26 @@ static int easy_float(const char *s, Py_ssize_t n, float *out) {
         p++;
         if (p < end && (*p == '+' || *p == '-')) eneg = *p == '-', p++;
         for (; p < end && *p >= '0' && *p <= '9' && edigits < 4; p++, edigits++) e = e * 10 + (*p - '0');
-        if (edigits == 0) return 0;
+        if (edigits == 0) return NULL;
         exponent += eneg ? -e : e;
     }
-    if (p != end || exponent > 22 || exponent < -22) return 0;
+    if (exponent > 22 || exponent < -22) return NULL;
     double value = (double)mantissa;
     value = exponent >= 0 ? value * POW10[exponent] : value / POW10[-exponent];
     *out = (float)(negative ? -value : value);
-    return 1;
+    return p;
 }
 
-/* 1 and *out = the value when s[0:n] is -?d{1,19} within +-(2^63 - 1), else 0. */
-static int easy_int(const char *s, Py_ssize_t n, int64_t *out) {
-    const char *p = s, *end = s + n;
-    int negative = 0;
-    if (p < end && *p == '-') negative = 1, p++;
-    if (p == end || end - p > 19) return 0;
+/* The same for ints: -?d{1,19} within +-(2^63 - 1). */
+static const char *scan_int(const char *p, const char *end, int64_t *out) {
+    int negative = 0, digits = 0;
     uint64_t value = 0; /* 19 digits stay below 2^64 */
-    for (; p < end; p++) {
-        if (*p < '0' || *p > '9') return 0;
-        value = value * 10 + (uint64_t)(*p - '0');
-    }
-    if (value > (uint64_t)INT64_MAX) return 0; /* -2^63 is the missing value: pandas' path refuses it too */
+    if (p < end && *p == '-') negative = 1, p++;
+    for (; p < end && *p >= '0' && *p <= '9' && digits < 20; p++, digits++) value = value * 10 + (uint64_t)(*p - '0');
+    /* -2^63 is the missing value: the pandas path refuses it too */
+    if (digits == 0 || digits > 19 || value > (uint64_t)INT64_MAX) return NULL;
     *out = negative ? -(int64_t)value : (int64_t)value;
-    return 1;
+    return p;
 }
 
 typedef struct {
@@ -236,7 +232,10 @@ static int scan(Scan *sc) {
         Py_ssize_t fi = 0, ii = 0, ci = 0;
         for (int col = 0; col < sc->columns; col++) {
             const char *f, *fe;
-            int quoted = 0;
+            int quoted = 0, converted = 0;
+            char kind = sc->kinds[col];
+            float fvalue = 0;
+            int64_t ivalue = 0;
             if (p < end && *p == '"') {
                 /* quoted: up to the closing quote, "" being one quote */
                 quoted = 1;
@@ -259,6 +258,10 @@ static int scan(Scan *sc) {
                 fe = f + sc->scratch.size;
             } else {
                 f = p;
+                /* a number of the exact form that ends the field is converted where it stands (no second pass) */
+                const char *q = kind == 'f' ? scan_float(p, end, &fvalue) : kind == 'i' ? scan_int(p, end, &ivalue)
+                                                                                      : NULL;
+                if (q && (q == end || *q == sep || *q == '\n' || *q == '\r')) p = q, converted = 1;
                 while (p < end && !special[(unsigned char)*p]) p++;
                 if (p < end && (*p == '"' || *p == '\0' || (*p == '\r' && (p + 1 == end || p[1] != '\n'))))
                     return REJECT;
@@ -274,13 +277,15 @@ static int scan(Scan *sc) {
                 if (p >= end || *p != '\n') return REJECT;
                 p++;
             }
-            char kind = sc->kinds[col];
             if (kind == 'f') {
                 float *out = &sc->floats[fi * sc->capacity + row];
+                const char *q;
                 if (quoted) return REJECT;
-                if (fe == f) {
+                if (converted) {
+                    *out = fvalue;
+                } else if (fe == f) {
                     *out = NAN;
-                } else if (!easy_float(f, fe - f, out)) {
+                } else if (!(q = scan_float(f, fe, out)) || q != fe) {
                     *out = 0.0f;
                     int status = hard_add(sc, (int64_t)(fi * sc->capacity + row), f, fe - f);
                     if (status != OK) return status;
@@ -289,8 +294,10 @@ static int scan(Scan *sc) {
             } else if (kind == 'i') {
                 int64_t *out = &sc->ints[ii * sc->capacity + row];
                 if (quoted) return REJECT;
-                if (fe == f) *out = INT_MISSING;
-                else if (!easy_int(f, fe - f, out)) return REJECT;
+                const char *q;
+                if (converted) *out = ivalue;
+                else if (fe == f) *out = INT_MISSING;
+                else if (!(q = scan_int(f, fe, out)) || q != fe) return REJECT;
                 ii++;
             } else {
                 int32_t code = table_code(&sc->tables[ci], f, fe - f, sc->missing);
@@ -309,6 +316,7 @@ static int scan(Scan *sc) {
  *   -> None (not for the fast path) or (rows, hard positions (int64 bytes), hard text, [values per category column])
  * floats/ints/codes: writable column-major buffers of (columns of that kind) x capacity. */
 static PyObject *parse(PyObject *self, PyObject *args) {
+    (void)self;
     Py_buffer data, fbuf, ibuf, cbuf;
     const char *kinds;
     Py_ssize_t nkinds, capacity;
@@ -424,6 +432,6 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastcsv", "The compiled fast path of ingest.parse.",
-                                    -1, methods};
+                                    -1, methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__fastcsv(void) { return PyModule_Create(&module); }

@@ -151,7 +151,7 @@ class BlockParser:
 
     def _fast_parse(self, data: bytes) -> Parsed | None:
         """The compiled path's arrays for ``data``, or None where it cannot be sure of pandas' values."""
-        capacity = data.count(b"\n") + (not data.endswith(b"\n"))  # records, unless quotes hold newlines
+        capacity = count_byte(data, 10) + (not data.endswith(b"\n"))  # records, unless quotes hold newlines
         floats = np.empty((len(self.float_cols), capacity), np.float32)  # transposed: see Parsed
         ints = np.empty((len(self.int_cols), capacity), np.int64)
         codes = np.empty((len(self.cat_cols), capacity), np.int32)

@@ -5,12 +5,13 @@
  * - records end with "\n" or "\r\n"; fields are separated by one byte; a field may be quoted (RFC 4180: "" inside
  *   quotes is one quote; separators and newlines inside quotes are data). Every record has the header's number of
  *   fields.
+ * - no record starts with a blank (pandas' blank-line state loses such blanks at its reading chunks' edges).
  * - float fields of the form -?d*(.d*)?([eE][+-]?d+)? with at most 15 digits and a decimal exponent within
  *   +-22 convert here: the digits make an integer below 2^53 and one IEEE multiplication or division by an exact
  *   power of ten rounds it correctly, which is what every pandas float parser gives for them (fast_float, and the
  *   older precise_xstrtod, which accumulates the same integer exactly). An empty field is missing (NaN). Any other
- *   float field ("nan", "1e999", 17 digits, " 1.5") is left to pandas: its position and bytes are returned, and
- *   the caller converts them with pandas itself.
+ *   float field of printable ASCII not starting with a space ("nan", "1e999", 17 digits) is left to pandas: its
+ *   position and bytes are returned, and the caller converts them with pandas itself.
  * - int fields of the form -?d{1,19} within +-(2^63 - 1) convert here; an empty field is missing (INT64_MIN,
  *   which a value cannot be).
  * - category fields: the (unquoted) bytes; one of pandas' missing-value strings (passed in) is missing (-1). Codes
@@ -41,7 +42,7 @@ typedef struct {
 } Arena;
 
 static int arena_add(Arena *a, const char *src, Py_ssize_t n, Py_ssize_t *at) {
-    if (a->size + n > a->cap) {
+    if (n && a->size + n > a->cap) {
         Py_ssize_t cap = a->cap ? a->cap : 4096;
         while (cap < a->size + n) cap *= 2;
         char *grown = realloc(a->bytes, (size_t)cap);
@@ -49,7 +50,7 @@ static int arena_add(Arena *a, const char *src, Py_ssize_t n, Py_ssize_t *at) {
         a->bytes = grown;
         a->cap = cap;
     }
-    memcpy(a->bytes + a->size, src, (size_t)n);
+    if (n) memcpy(a->bytes + a->size, src, (size_t)n);
     *at = a->size;
     a->size += n;
     return 0;
@@ -78,7 +79,7 @@ typedef struct {
 
 static int is_missing(const Missing *m, const char *s, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < m->n; i++)
-        if (m->lens[i] == n && memcmp(m->values[i], s, (size_t)n) == 0) return 1;
+        if (m->lens[i] == n && (n == 0 || memcmp(m->values[i], s, (size_t)n) == 0)) return 1;
     return 0;
 }
 
@@ -105,12 +106,13 @@ static int table_grow(Table *t) {
 
 /* The code of value s[0:n] (added if new; -1 if it is a missing-value string), or -2 when out of memory. */
 static int32_t table_code(Table *t, const char *s, Py_ssize_t n, const Missing *missing) {
-    if (2 * (t->n + 1) > t->mask + 1 && table_grow(t) < 0) return -1;
+    if (2 * (t->n + 1) > t->mask + 1 && table_grow(t) < 0) return -2;
     uint64_t h = hash_bytes(s, n);
     Py_ssize_t k = (Py_ssize_t)(h & (uint64_t)t->mask);
     for (int32_t slot; (slot = t->slots[k]); k = (k + 1) & t->mask) {
         Value *v = &t->values[slot - 1];
-        if (v->hash == h && v->len == n && memcmp(t->arena.bytes + v->start, s, (size_t)n) == 0) return v->code;
+        if (v->hash == h && v->len == n && (n == 0 || memcmp(t->arena.bytes + v->start, s, (size_t)n) == 0))
+            return v->code;
     }
     if (t->n == t->cap) {
         Py_ssize_t cap = t->cap ? 2 * t->cap : 64;
@@ -206,6 +208,16 @@ typedef struct {
     Arena scratch; /* a quoted field's unescaped bytes */
 } Scan;
 
+/* Whether a float field may be left to pandas' own conversion (a one-column read_csv of such fields): printable
+ * ASCII not starting with a space. pandas would strip a byte-order mark at the start of that text, and drops a
+ * record's leading blanks where they straddle its 256 KiB reading chunks: such fields give the block back. */
+static int plain_ascii(const char *s, const char *end) {
+    if (s == end || (unsigned char)*s <= ' ') return 0;
+    for (; s < end; s++)
+        if ((unsigned char)*s < ' ' || (unsigned char)*s > '~') return 0;
+    return 1;
+}
+
 static int hard_add(Scan *sc, int64_t at, const char *s, Py_ssize_t n) {
     Hard *h = &sc->hard;
     Py_ssize_t ignored;
@@ -229,6 +241,9 @@ static int scan(Scan *sc) {
     Py_ssize_t row = 0;
     while (p < end) {
         if (row == sc->capacity) return REJECT;
+        /* pandas reads a record that starts with blanks through its blank-line state, which loses them where they
+         * straddle its reading chunks: such blocks are pandas' alone */
+        if ((*p == ' ' || *p == '\t' || *p == '\v' || *p == '\f') && *p != sep) return REJECT;
         Py_ssize_t fi = 0, ii = 0, ci = 0;
         for (int col = 0; col < sc->columns; col++) {
             const char *f, *fe;
@@ -286,6 +301,7 @@ static int scan(Scan *sc) {
                 } else if (fe == f) {
                     *out = NAN;
                 } else if (!(q = scan_float(f, fe, out)) || q != fe) {
+                    if (!plain_ascii(f, fe)) return REJECT;
                     *out = 0.0f;
                     int status = hard_add(sc, (int64_t)(fi * sc->capacity + row), f, fe - f);
                     if (status != OK) return status;
@@ -329,7 +345,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
     Scan sc;
     memset(&sc, 0, sizeof sc);
     Missing missing = {NULL, NULL, 0};
-    PyObject *missing_fast = PySequence_Fast(missing_seq, "missing must be a sequence of bytes");
+    PyObject *missing_fast = PySequence_Tuple(missing_seq); /* ours: the scan reads its items without the GIL */
     Py_ssize_t nf = 0, ni = 0, nc = 0;
     for (Py_ssize_t i = 0; i < nkinds; i++) {
         nf += kinds[i] == 'f';
@@ -341,13 +357,18 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "kinds must be of 'f', 'i', 'c'; sep one ASCII byte; capacity >= 0");
         goto done;
     }
-    if (fbuf.len < nf * capacity * (Py_ssize_t)sizeof(float) ||
-        ibuf.len < ni * capacity * (Py_ssize_t)sizeof(int64_t) ||
-        cbuf.len < nc * capacity * (Py_ssize_t)sizeof(int32_t)) {
+    if ((nf && capacity > fbuf.len / nf / (Py_ssize_t)sizeof(float)) ||
+        (ni && capacity > ibuf.len / ni / (Py_ssize_t)sizeof(int64_t)) ||
+        (nc && capacity > cbuf.len / nc / (Py_ssize_t)sizeof(int32_t))) {
         PyErr_SetString(PyExc_ValueError, "an output buffer is smaller than its columns x capacity");
         goto done;
     }
-    missing.n = PySequence_Fast_GET_SIZE(missing_fast);
+    if ((uintptr_t)fbuf.buf % sizeof(float) || (uintptr_t)ibuf.buf % sizeof(int64_t) ||
+        (uintptr_t)cbuf.buf % sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "an output buffer is not aligned to its item size");
+        goto done;
+    }
+    missing.n = PyTuple_GET_SIZE(missing_fast);
     missing.values = PyMem_Calloc((size_t)missing.n + 1, sizeof(char *));
     missing.lens = PyMem_Calloc((size_t)missing.n + 1, sizeof(Py_ssize_t));
     if (!missing.values || !missing.lens) {
@@ -356,7 +377,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
     }
     for (Py_ssize_t i = 0; i < missing.n; i++) {
         char *s;
-        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(missing_fast, i), &s, &missing.lens[i]) < 0) goto done;
+        if (PyBytes_AsStringAndSize(PyTuple_GET_ITEM(missing_fast, i), &s, &missing.lens[i]) < 0) goto done;
         missing.values[i] = s;
     }
     sc.tables = calloc((size_t)nc + 1, sizeof(Table));

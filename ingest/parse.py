@@ -42,7 +42,6 @@ INT_MISSING = np.iinfo(np.int64).min
 _PANDAS_DTYPES = {"float": "float64", "int": "Int64", "bool": "boolean", "category": object, "datetime": object}
 _PREFIX = {"float": b"0", "int": b"0", "bool": b"false", "category": b"", "datetime": b""}
 _FAST_KINDS = {"float": "f", "int": "i", "category": "c"}
-_FAST_SEPS = b",;\t|"
 # pandas' missing-value strings (keep_default_na), which the compiled path must treat as pandas does
 _MISSING = sorted(v.encode("ascii") for v in pd._libs.parsers.STR_NA_VALUES)
 # Diagnosing a bad record uses the csv module, whose default field limit (128 KiB) a hostile field can exceed.
@@ -101,8 +100,8 @@ class BlockParser:
         prefix = _PREFIX if len(header) > 1 else _PREFIX | {"category": b"_", "datetime": b"1970-01-01"}
         self._prefix = self.sep.join(prefix[kinds[c]] for c in header) + b"\n"
         # The compiled path's layouts: one column would make a blank line a record (pandas skips it); bool and
-        # datetime columns and other encodings are pandas' alone.
-        fast = (_fastcsv is not None and len(header) > 1 and self.sep in _FAST_SEPS
+        # datetime columns, other encodings and separators are pandas' alone.
+        fast = (_fastcsv is not None and len(header) > 1 and self.sep == b","
                 and codecs.lookup(encoding).name in ("utf-8", "ascii") and all(kinds[c] in _FAST_KINDS for c in header))
         self._fast_kinds = "".join(_FAST_KINDS[kinds[c]] for c in header) if fast else None
 

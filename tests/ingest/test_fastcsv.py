@@ -131,10 +131,28 @@ def test_examples_are_taken_and_equal_pandas(text):
     "1,2,\xff,3\n",  # not UTF-8
     "abc,2,a,3\n",  # a float field pandas refuses
     "1,2,a\x00b,3\n",
+    "1,2,a,3\n\ufeff1.5,2,a,3\n",  # a byte-order mark inside the data: pandas would strip it in the hand-off
+    "1.5,2,a,\ufeff3\n",
+    "1,2,a,  NA\n",  # leading blanks in a field left to pandas ...
+    "1,2,a,3\n  4,5,b,6\n",  # ... or at a record's start: pandas loses them at the edges of its reading chunks
 ])
 def test_doubtful_blocks_are_given_back(text):
     data = text.encode("utf-8", errors="surrogateescape") if "\xff" not in text else b"1,2,\xff,3\n"
     assert _parser()._fast_parse(data) is None
+
+
+@needs_compiled
+def test_direct_calls_are_checked():
+    """The extension's own argument checks: no buffer overrun through a capacity whose byte size overflows, no
+    misaligned stores."""
+    from ingest import _fastcsv
+    empty = (np.empty(0, np.float32), np.empty(0, np.int64), np.empty(0, np.int32))
+    with pytest.raises(ValueError, match="smaller"):
+        _fastcsv.parse(b"1,2\n", "ff", 44, [], *empty, 2**61)
+    floats = memoryview(bytearray(4 * 3 + 1))[1:]
+    with pytest.raises(ValueError, match="aligned"):
+        _fastcsv.parse(b"1,2\n", "ff", 44, [], floats, *empty[1:], 1)
+    assert _fastcsv.parse(b"", "ff", 44, [], *empty, 0) == (0, b"", b"", [])
 
 
 def test_layouts_it_cannot_take_go_to_pandas(monkeypatch):
@@ -142,6 +160,7 @@ def test_layouts_it_cannot_take_go_to_pandas(monkeypatch):
     assert BlockParser(["a", "b"], {"a": "float", "b": "bool"}, "utf-8")._fast_kinds is None
     assert BlockParser(["a", "b"], {"a": "float", "b": "datetime"}, "utf-8")._fast_kinds is None
     assert BlockParser(["a", "b"], {"a": "float", "b": "int"}, "cp932")._fast_kinds is None
+    assert BlockParser(["a", "b"], {"a": "float", "b": "int"}, "utf-8", ";")._fast_kinds is None
     monkeypatch.setattr(ingest.parse, "_fastcsv", None)
     parsed = _parser().parse(b"1,2,a,3\n", first_line=2)
     assert not parsed.compiled and parsed.rows == 1

@@ -23,7 +23,7 @@ from .errors import ChunkError
 from .layout import (BLOSC_HEADER_BYTES, CHECKSUM_BYTES, EMPTY_CHUNK, INDEX_ENTRY_BYTES, blosc_config,
                      shard_index_bytes)
 
-__all__ = ["ChunkCodec", "encode_shard", "encode_chunks", "assemble_shard", "read_index", "check_index", "EMPTY"]
+__all__ = ["ChunkCodec", "encode_shard", "encode_chunks", "assemble_shard", "shard_parts", "read_index", "check_index", "EMPTY"]
 
 EMPTY = np.uint64(EMPTY_CHUNK)
 _CRC = struct.Struct("<I")  # the CRC32C after each chunk and after the index (CHECKSUM_BYTES)
@@ -125,13 +125,19 @@ def encode_chunks(codec: ChunkCodec, rows: np.ndarray, chunk_rows: int, fill_val
 def assemble_shard(chunks: list, chunks_per_shard: int) -> bytes:
     """A shard file: the encoded ``chunks`` (bytes-like) one after another, then the index and its checksum;
     chunks past the end are marked empty in the index."""
+    return b"".join(shard_parts(chunks, chunks_per_shard))
+
+
+def shard_parts(chunks: list, chunks_per_shard: int) -> list:
+    """The pieces of the shard file :func:`assemble_shard` makes, in order (the chunks, then the index with its
+    checksum), for a gathered write without joining them."""
     index = np.full((chunks_per_shard, 2), EMPTY, dtype="<u8")
     offset = 0
     for i, data in enumerate(chunks):
         index[i] = (offset, len(data))
         offset += len(data)
     index_bytes = index.tobytes()
-    return b"".join([*chunks, index_bytes + _CRC.pack(google_crc32c.value(index_bytes))])
+    return [*chunks, index_bytes + _CRC.pack(google_crc32c.value(index_bytes))]
 
 
 def read_index(tail: bytes, chunks_per_shard: int, *, array: str = "", shard: int = -1) -> np.ndarray:

@@ -20,7 +20,7 @@ from .errors import OptionError
 from .schema import Schema
 from .files import publish, sync_tree, write_atomic
 from .metadata import array_document, group_document, write_document
-from .shard import ChunkCodec, assemble_shard, encode_chunks
+from .shard import ChunkCodec, encode_chunks, shard_parts
 from .vocabulary import write_vocabulary
 
 __all__ = ["StoreWriter"]
@@ -131,7 +131,7 @@ class StoreWriter:
             raise ValueError(f"{split}/{array} shard {shard}: got {len(chunks)} chunks, expected {expected}")
         path = shard_path(self.path, split, array, shard)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomic(path, assemble_shard(chunks, self.chunks_per_shard))
+        write_atomic(path, shard_parts(chunks, self.chunks_per_shard))
 
     def commit(self, attributes: dict) -> None:
         """Write the root metadata with ``complete: true``: the last write of an ingest."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 
+import numpy as np
 import pytest
 
 from store import files
@@ -67,3 +68,17 @@ def test_a_directory_that_cannot_be_flushed_is_accepted(tmp_path, monkeypatch):
     files.fsync_dir(str(tmp_path))  # some file systems refuse fsync on directories: nothing more to do there
     with pytest.raises(OSError):
         files.fsync_file(__file__)  # but a file that cannot be flushed is an error
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_write_atomic_writes_a_list_of_parts_in_order(tmp_path, monkeypatch, short):
+    """A shard is written from its chunks without joining them: more parts than one writev takes, empty parts,
+    and short writes (a writev that writes less than it was given) still give the joined bytes."""
+    parts = [bytes([i % 251]) * (i % 7) for i in range(3000)] + [np.arange(10, dtype=np.uint8).tobytes()]
+    if short:
+        writev = os.writev
+        monkeypatch.setattr(files.os, "writev", lambda fd, views: writev(fd, [bytes(views[0])[:3]]))
+    path = tmp_path / "shard"
+    files.write_atomic(str(path), parts)
+    assert path.read_bytes() == b"".join(parts)
+    assert os.listdir(tmp_path) == ["shard"]

@@ -428,7 +428,8 @@ static PyObject *parse(PyObject *self, PyObject *args) {
             PyList_SET_ITEM(values, value->code, v);
         }
     }
-    result = Py_BuildValue("(ny#y#N)", sc.rows, sc.hard.at ? (const char *)sc.hard.at : "", sc.hard.n * (Py_ssize_t)sizeof(int64_t),
+    result = Py_BuildValue("(ny#y#N)", sc.rows, sc.hard.at ? (const char *)sc.hard.at : "",
+                           sc.hard.n * (Py_ssize_t)sizeof(int64_t),
                            sc.hard.text.bytes ? sc.hard.text.bytes : "", sc.hard.text.size, vocab);
 done:
     if (sc.tables)

@@ -28,10 +28,7 @@ def write_atomic(path: str, data) -> None:
     tmp = temporary_name(path)
     try:
         with open(tmp, "wb", buffering=0) as f:
-            if isinstance(data, list):
-                _write_parts(f.fileno(), data)
-            else:
-                f.write(data)
+            _write_parts(f.fileno(), data if isinstance(data, list) else [data])
             os.fsync(f.fileno())
     except BaseException:
         _remove_quietly(tmp)
@@ -45,7 +42,7 @@ _IOV_MAX = 1024  # buffers per writev call (Linux's IOV_MAX)
 def _write_parts(fd: int, parts: list) -> None:
     """Write every buffer of ``parts`` in order with ``os.writev`` (a shard's ~240 chunks in one call, not joined
     into one copy first), going on after short writes."""
-    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    views = [view for view in (memoryview(p).cast("B") for p in parts) if view.nbytes]
     first = 0
     while first < len(views):
         written = os.writev(fd, views[first:first + _IOV_MAX])

@@ -23,7 +23,8 @@ from .errors import ChunkError
 from .layout import (BLOSC_HEADER_BYTES, CHECKSUM_BYTES, EMPTY_CHUNK, INDEX_ENTRY_BYTES, blosc_config,
                      shard_index_bytes)
 
-__all__ = ["ChunkCodec", "encode_shard", "encode_chunks", "assemble_shard", "shard_parts", "read_index", "check_index", "EMPTY"]
+__all__ = ["ChunkCodec", "encode_shard", "encode_chunks", "assemble_shard", "shard_parts", "read_index", "check_index",
+           "EMPTY"]
 
 EMPTY = np.uint64(EMPTY_CHUNK)
 _CRC = struct.Struct("<I")  # the CRC32C after each chunk and after the index (CHECKSUM_BYTES)

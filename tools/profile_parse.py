@@ -7,8 +7,8 @@ The block is parsed exactly as a worker of ``ingest`` parses it (same parser, ty
 a default ingest with ``--val-fraction 0.1``), into a temporary work directory. Each step is timed by wrapping the
 function that does it (a few calls per block, so the timers cost nothing measurable): reading the bytes, the
 compiled parser (where it takes the block; pandas' ``read_csv`` then runs only for the float fields it leaves to
-pandas), pandas' ``read_csv``, the conversion to the store's arrays, the field-count check, the rest of ``BlockParser.parse``, the
-row hashes (shuffle bucket and validation draw), statistics, the block's vocabulary file, the spill file, and what
+pandas), pandas' ``read_csv``, the conversion to the store's arrays, the field-count check, the rest of
+``BlockParser.parse``, the row hashes (shuffle bucket and validation draw), statistics, the block's vocabulary file, the spill file, and what
 is left (record packing, code counts). Prints a Markdown table, ms per block and share, median of ``--repeat`` runs
 after one warm-up run (warm page cache).
 """
@@ -48,7 +48,8 @@ STEPS = (
     ("block vocabulary file", passes, "write_block_vocabulary"),
     ("spill file (write_spill)", passes, "write_spill"),
 )
-PARSE_OTHER = "rest of BlockParser.parse (output arrays, record count, vocabulary decoding; pandas path: prefix, checks)"
+PARSE_OTHER = ("rest of BlockParser.parse (output arrays, record count, vocabulary decoding; pandas path: prefix, "
+               "checks)")
 OTHER = "rest of parse_block (record packing, code counts)"
 
 

@@ -43,7 +43,8 @@ def _quoted(text: str) -> str:
 # Per kind: mostly random values of the kind, sometimes (1 in 8) any listed field: a block of many rows is then
 # often one the compiled path takes, and often one it must give back.
 VALUES = {
-    "float": st.one_of(st.floats(width=64).map(repr), st.floats(width=32).map(str), st.integers(-10**20, 10**20).map(str),
+    "float": st.one_of(st.floats(width=64).map(repr), st.floats(width=32).map(str),
+                       st.integers(-10**20, 10**20).map(str),
                        st.decimals(allow_nan=False, allow_infinity=False, places=4).map(str), st.just("")),
     "int": st.one_of(st.integers(-2**63 + 1, 2**63 - 1).map(str), st.integers(-1000, 1000).map(str), st.just("")),
     "category": _TEXT.map(_quoted),

@@ -81,4 +81,6 @@ def test_write_atomic_writes_a_list_of_parts_in_order(tmp_path, monkeypatch, sho
     path = tmp_path / "shard"
     files.write_atomic(str(path), parts)
     assert path.read_bytes() == b"".join(parts)
+    files.write_atomic(str(path), b"".join(parts))  # one buffer: the same loop (the file is opened unbuffered)
+    assert path.read_bytes() == b"".join(parts)
     assert os.listdir(tmp_path) == ["shard"]

@@ -1,9 +1,23 @@
-"""Cut files into blocks at record boundaries, and blocks into records.
+"""Cut files into blocks, and find a block's records.
 
-A newline ends a record only outside quotes, i.e. where the count of ``"`` bytes since the start of the record is
-even (RFC 4180: an escaped quote is ``""``, so it never changes the parity). The planner reads each file once,
-sequentially, and cuts it into blocks of about ``BLOCK_BYTES`` at such newlines, so quoted fields may hold newlines
-and separators. Block boundaries depend only on the file's bytes, never on the number of workers.
+A file's data is cut into fixed shares of ``BLOCK_BYTES``: share ``j`` is the bytes ``[T_j, T_j+1)`` with ``T_j =
+data start + j * BLOCK_BYTES``, a function of the file's size alone, so the parent plans every block without reading
+a byte. Block ``j`` is the records that *start* in its share: from the first record boundary at or after ``T_j`` to
+the first at or after ``T_j+1`` (the last record may run past the share; one longer than MAX_RECORD_BYTES is
+refused). Block boundaries depend only on the file's bytes, never on the number of workers.
+
+A newline ends a record only outside quotes, i.e. where the count of ``"`` bytes since the file's data start is
+even (RFC 4180: an escaped quote is ``""``, so it never changes the parity). So where a block's records start depends
+on the parity at ``T_j``, which depends on every byte before it. The worker that parses block ``j`` does not wait for
+it: it *assumes* the parity (even: a share rarely starts inside a quoted field that holds a newline) and reports the
+parity of its share's quotes, which needs no assumption. The parent, taking the blocks in order, knows the true
+parity at each ``T_j`` (the reported parities of the shares before it, XORed) and has the blocks whose assumption
+was wrong parsed again under the right one — at most one more round, since every parity is known after the first.
+The worker's assumption is a guess from the first quote after ``T_j`` whose neighbours tell whether it opens a
+field (``,"a``) or closes one (``a",``), even when there is none: wrong only for a CSV that breaks RFC 4180's
+quoting, where it costs a second parse of the block, never a wrong store.
+So every byte of the input is read once, by the worker that parses it (the parent reads none), and the line numbers
+follow the same way: each worker counts its share's newlines, the parent adds them up (:class:`Chain`).
 """
 
 from __future__ import annotations
@@ -13,141 +27,188 @@ from typing import Iterator
 
 import numpy as np
 
-from store import BadRowError
-
 from .config import MAX_RECORD_BYTES
-from .quotes import count_byte, last_record_end
-from .sources import SourceFile, open_source
+from .quotes import count_byte, first_record_end, last_record_end
+from .sources import SourceFile, read_range
 
-__all__ = ["Block", "plan_blocks", "split_records"]
+__all__ = ["Block", "Located", "Chain", "plan_blocks", "locate", "guess_parity", "split_records"]
+
+# Bytes read past a block's share in the same read as the share: the end of the record that straddles the share's
+# end is almost always within it (a longer record costs one more read, doubling).
+TAIL_BYTES = 64 * 2**10
 
 
 @dataclass(frozen=True)
 class Block:
-    """Bytes ``start:end`` of source ``file`` (index into the source list); its first record is on ``line``."""
+    """Block ``index``: the records of source ``file`` (index into the source list) that start in its share, bytes
+    ``start:stop``; ``first``: the share starts at the file's data start (a record boundary, whatever the parity);
+    ``odd``: the quote parity assumed at ``start``, None to guess it (see the module's docstring)."""
 
     index: int
     file: int
     start: int
-    end: int
-    line: int
+    stop: int
+    first: bool
+    odd: bool | None = None
 
 
-def plan_blocks(files: list[SourceFile], block_bytes: int, max_record: int = MAX_RECORD_BYTES) -> Iterator[Block]:
-    """Every block of every file, in order (a generator: planning overlaps the parsing of earlier blocks).
-
-    A block ends at the last record end within ``block_bytes`` of its start; when there is none (a record longer than
-    that), at the last one within twice, four times... as much, up to ``max_record``. One forward pass over each
-    file: every byte is read once (plain reads, not mmap: mapped pages would count towards the process's resident
-    memory for the whole file; an object on object storage is streamed with one ranged GET per read), its quotes
-    counted once and searched for a newline at most once — rescanning from every newline and doubling the read made
-    a quote never closed quadratic (issue 11).
-
-    Raises:
-        BadRowError: no record end within ``max_record`` bytes, naming the file and the line the record starts on
-            (almost always a quote that is never closed), instead of reading the rest of the file as one record.
-    """
+def plan_blocks(files: list[SourceFile], block_bytes: int) -> Iterator[Block]:
+    """Every block of every file, in order: the shares of each file's data, from its size alone (no I/O)."""
     index = 0
     for f_index, src in enumerate(files):
-        with open_source(src.path, src.size) as f:
-            scan = _Scanner(f, src.data_start, src.size)
-            line = src.header_lines + 1
-            while scan.pos < scan.size:
-                start, end = scan.pos, _next_end(scan, block_bytes, max_record)
-                if end is None:
-                    raise _too_long(src.path, line, scan, max_record)
-                yield Block(index, f_index, start, end, line)
-                index += 1
-                line += scan.advance(end)
+        for start in range(src.data_start, src.size, block_bytes):
+            first = start == src.data_start
+            yield Block(index, f_index, start, min(start + block_bytes, src.size), first, False if first else None)
+            index += 1
 
 
-def _next_end(scan: _Scanner, block_bytes: int, max_record: int) -> int | None:
-    """End of the block starting at ``scan.pos``: the end of the file when it is within reach, else the last record
-    end within ``block_bytes``, doubled while there is none, up to ``max_record`` (None: not even there)."""
-    want = block_bytes
-    while True:
-        limit = scan.pos + want
-        if limit >= scan.size:
-            return scan.size
-        if limit > scan.known:
-            end = scan.last_end(limit)
-            if end is not None:
-                return end
-        if want >= max_record:
-            return None
-        want = min(2 * want, max_record)
+@dataclass
+class Located:
+    """A block's records, found under the parity ``odd`` assumed at its share's start: ``data`` is bytes
+    ``start:end`` of the file (empty when no record starts in the share), ``records_newlines`` the newlines in them; ``quotes`` (0 or 1) and ``newlines``
+    are the parity of the share's quotes and its count of newlines, which assume nothing; ``before`` the newlines
+    from the share's start to ``start`` (the block's first record is that many lines after the share's first one).
+    ``error``: (line relative to the block's first record, reason, fix) of a record longer than the limit."""
+
+    data: memoryview
+    start: int
+    end: int
+    odd: bool
+    quotes: int
+    newlines: int
+    before: int
+    records_newlines: int
+    error: tuple | None = None
 
 
-class _Scanner:
-    """A window over one file, read forward from the record boundary ``pos``.
-
-    No record ends within ``(pos, known]``, and ``odd`` is the parity of the quotes in ``[pos, known)``: what has
-    been searched is never searched again, what has been read is never read again. The file's bytes from ``pos`` on
-    are ``buf[off:fill]``: read straight into the buffer (one copy), and a block's bytes are dropped by moving
-    ``off``, not the bytes (only the short tail past the last record end moves, before the next read).
-    """
-
-    def __init__(self, f, start: int, size: int):
-        f.seek(start)
-        self.f, self.size = f, size
-        self.buf = bytearray()
-        self.off = self.fill = 0
-        self.pos = self.known = start
-        self.odd = False
-
-    def last_end(self, limit: int) -> int | None:
-        """The last record end (offset just past its newline) in ``(known, limit]``, or None; ``known`` = limit."""
-        self._read_to(limit)
-        lo, hi = self.off + self.known - self.pos, self.off + limit - self.pos
-        odd = self.odd ^ bool(count_byte(self.buf, 34, lo, hi) & 1)
-        nl = last_record_end(self.buf, lo, hi, odd)
-        # From a record end to ``limit`` the parity is ``odd`` too: the quotes before that newline pair up.
-        self.known, self.odd = limit, odd
-        return None if nl < 0 else self.pos + nl - self.off + 1
-
-    def advance(self, end: int) -> int:
-        """Move ``pos`` to ``end`` (a record boundary); returns the newlines passed (for the line numbers)."""
-        n = end - self.pos
-        lines = count_byte(self.buf, 10, self.off, self.off + n)
-        self.off += n
-        self.pos, self.known = end, max(self.known, end)
-        return lines
-
-    def find_newline(self, span: int) -> int:
-        """Index (from ``pos``) of the first newline within ``span`` bytes of ``pos`` as read so far, or -1."""
-        found = self.buf.find(b"\n", self.off, min(self.fill, self.off + span))
-        return found - self.off if found >= 0 else -1
-
-    def _read_to(self, end: int) -> None:
-        missing = end - (self.pos + self.fill - self.off)
-        if missing <= 0:
-            return
-        if self.off:  # drop what was planned: the bytes from pos on move to the front
-            kept = self.fill - self.off
-            self.buf[:kept] = self.buf[self.off:self.fill]
-            self.off, self.fill = 0, kept
-        if len(self.buf) < self.fill + missing:
-            self.buf.extend(bytes(self.fill + missing - len(self.buf)))
-        with memoryview(self.buf) as view:
-            while missing > 0:
-                got = self.f.readinto(view[self.fill:self.fill + missing])
-                if not got:  # the file shrank since it was listed: what is there is all there is
-                    self.size = self.pos + self.fill - self.off
-                    break
-                self.fill += got
-                missing -= got
+def locate(block: Block, src: SourceFile, max_record: int = MAX_RECORD_BYTES) -> Located:
+    """Read block ``block`` of ``src`` (one read of its share and a little past it; more only for a record that runs
+    further) and find its records under the parity ``block.odd`` at its start (guessed when None): they start at
+    the first newline outside quotes at or after ``start - 1`` and end at the first one at or after ``stop - 1`` (or
+    the file's end), searched no further than ``max_record`` past the last record's start."""
+    lo = block.start if block.first else block.start - 1  # the byte before a share: a newline there ends a record
+    buf = read_range(src.path, lo, min(block.stop + TAIL_BYTES, src.size))
+    size = src.size if len(buf) == min(block.stop + TAIL_BYTES, src.size) - lo else lo + len(buf)  # it shrank
+    stop = min(block.stop, size)
+    off = block.start - lo
+    n_quotes = count_byte(buf, 34, off, stop - lo)
+    quotes = n_quotes & 1
+    newlines = count_byte(buf, 10, off, stop - lo)
+    if block.first or block.odd is not None:
+        assumed = bool(block.odd)
+    else:  # a share without a quote is inside one only within a quoted field longer than the share: guess outside
+        assumed = bool(n_quotes) and guess_parity(buf, off, len(buf))
+    if block.first:
+        s = off
+    elif buf[:1] == b"\n" and not assumed:
+        s = 1
+    else:
+        nl, _ = first_record_end(buf, off, stop - lo - 1, assumed)
+        s = nl + 1 if nl >= 0 else -1
+    if s < 0 or s >= stop - lo:  # no record starts in the share: the one before runs past it
+        return Located(memoryview(b""), stop, stop, assumed, quotes, newlines, newlines, 0)
+    before = count_byte(buf, 10, off, s)
+    # parity at ``stop`` counted from the block's first record (a boundary: parity even there)
+    odd = bool((quotes ^ count_byte(buf, 34, off, s)) & 1)
+    e, buf, error = _end(buf, lo, s, stop, size, odd, src, max_record)
+    if error is not None:
+        return Located(memoryview(b""), lo + s, lo + s, assumed, quotes, newlines, before, 0, error)
+    inside = newlines - before + count_byte(buf, 10, stop - lo, e)
+    return Located(memoryview(buf)[s:e], lo + s, lo + e, assumed, quotes, newlines, before, inside)
 
 
-def _too_long(path: str, line: int, scan: _Scanner, max_record: int) -> BadRowError:
+_FIELD_END = frozenset(b",\n\r")
+_GUESS_QUOTES = 64  # quotes looked at before giving up (the guess is then: outside quotes)
+
+
+def guess_parity(buf, lo: int, hi: int) -> bool:
+    """A guess of whether ``buf[lo]`` is inside quotes, from the first quote in ``buf[lo:hi]`` that can only open a
+    field (after a separator or newline, before anything but a quote, separator or line end) or close one (the
+    reverse): RFC 4180 doubles every quote inside a field, so a lone quote in such a place is a field's edge. False
+    when no quote among the first few tells (most often: no quote at all)."""
+    at, skipped = lo, 0
+    while skipped < _GUESS_QUOTES:
+        q = buf.find(b'"', at, hi)
+        if q < 0:
+            return False
+        before = buf[q - 1] if q > 0 else 10
+        after = buf[q + 1] if q + 1 < len(buf) else 10
+        if before in _FIELD_END and after not in _FIELD_END and after != 34:
+            return bool(skipped & 1)  # it opens a field: outside quotes before it
+        if after in _FIELD_END and before not in _FIELD_END and before != 34:
+            return not skipped & 1  # it closes one: inside quotes before it
+        at, skipped = q + 1, skipped + 1
+    return False
+
+
+def _end(buf, lo: int, s: int, stop: int, size: int, odd: bool, src: SourceFile, max_record: int):
+    """Index in ``buf`` just past the newline that ends the block's last record (or the file's end), searched from
+    the share's end with ``odd``, the parity there counted from the block's first record at ``s``; returns it, the
+    buffer (read further when the record runs past it) and None, or an error tuple (see Located)."""
+    at = stop - lo
+    if stop >= size:
+        return size - lo, buf, None
+    if buf[at - 1:at] == b"\n" and not odd:
+        return at, buf, None
+    nl, parity = first_record_end(buf, at, len(buf), odd)
+    if nl >= 0 and nl + 1 - s <= max_record:
+        return nl + 1, buf, None
+    # The last record runs past what was read: its start bounds how far it may go.
+    last = last_record_end(buf, s, at, odd)
+    first = last + 1 if last >= 0 else s
+    if nl >= 0:
+        return (nl + 1, buf, None) if nl + 1 - first <= max_record else (0, buf, _too_long(buf, s, first, max_record))
+    limit = lo + first + max_record  # the record's newline must come before this offset
+    searched, step = len(buf), 2**20
+    while lo + len(buf) < size:
+        if lo + len(buf) >= limit:
+            return 0, buf, _too_long(buf, s, first, max_record)
+        more = read_range(src.path, lo + len(buf), min(size, limit, lo + len(buf) + step))
+        if not more:  # the file shrank since it was listed: what is there is all there is
+            break
+        buf = buf if isinstance(buf, bytearray) else bytearray(buf)
+        buf += more
+        nl, parity = first_record_end(buf, searched, len(buf), parity)
+        if nl >= 0:
+            return nl + 1, buf, None
+        searched, step = len(buf), 2 * step
+    return len(buf), buf, None
+
+
+def _too_long(buf, s: int, first: int, max_record: int) -> tuple:
+    """The error of a record that starts at ``first`` in ``buf`` and has no end within ``max_record`` bytes: (its line
+    relative to the block's first record at ``s``, reason, fix)."""
     mib = f"{max_record >> 20} MiB" if max_record % 2**20 == 0 else f"{max_record:,} bytes"
+    line = 1 + count_byte(buf, 10, s, first)
     # A newline inside quotes: the field holding it was opened on the record's first line.
-    if scan.find_newline(max_record) >= 0:
-        return BadRowError(path, line, None, f"unbalanced quotes: a quote opened on this line is still open {mib} "
-                           f"later (expected a closing quote; one record may span at most {mib})",
-                           'close the quote or remove the stray one; inside a quoted field write a quote as ""')
-    return BadRowError(path, line, None, f"a line longer than {mib}, the most one record may span",
-                       "check that this is a CSV file with one record per line; if its lines end with a bare "
-                       "carriage return (\\r), convert them to \\n")
+    if buf.find(b"\n", first, first + max_record) >= 0:
+        return (line, f"unbalanced quotes: a quote opened on this line is still open {mib} later (expected a "
+                f"closing quote; one record may span at most {mib})",
+                'close the quote or remove the stray one; inside a quoted field write a quote as ""')
+    return (line, f"a line longer than {mib}, the most one record may span",
+            "check that this is a CSV file with one record per line; if its lines end with a bare carriage return "
+            "(\\r), convert them to \\n")
+
+
+class Chain:
+    """The parent's walk over the blocks' metadata in block order: the true quote parity and the line number at
+    each share's start, from the shares before it (each block reports its share's quote parity and newlines)."""
+
+    def __init__(self, files: list[SourceFile]):
+        self.files = files
+        self.file = -1
+        self.odd = False
+        self.line = 0
+
+    def next(self, file: int, quotes: int, newlines: int) -> tuple[bool, int]:
+        """The parity and the line at the start of the next block's share (of source ``file``), then step past it
+        (its share has ``quotes`` parity and ``newlines`` newlines)."""
+        if file != self.file:  # a file's data starts after its header: a record boundary, parity even
+            self.file, self.odd, self.line = file, False, self.files[file].header_lines + 1
+        at = (self.odd, self.line)
+        self.odd ^= bool(quotes & 1)
+        self.line += newlines
+        return at
 
 
 def split_records(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -109,16 +109,19 @@ class BlockParser:
     def dtypes(self) -> dict:
         return {c: _PANDAS_DTYPES[self.kinds[c]] for c in self.header}
 
-    def parse(self, data: bytes, *, first_line: int, stop_at_first: bool = False) -> Parsed:
+    def parse(self, data: bytes | memoryview, *, first_line: int, stop_at_first: bool = False,
+              newlines: int | None = None) -> Parsed:
         """All good rows of ``data`` as arrays, and the bad ones (``first_line`` = line of the first record).
 
         ``stop_at_first``: find and diagnose only the first bad row (the rows returned are then incomplete), for the
         error policy, which reports that row and stops: diagnosing every other one first was wasted work.
+        ``newlines``: the count of newlines in ``data`` when the caller knows it (else it is counted).
         """
         if self._fast_kinds is not None:
-            parsed = self._fast_parse(data)
+            parsed = self._fast_parse(data, newlines)
             if parsed is not None:
                 return parsed
+        data = bytes(data)  # the pandas path slices and concatenates: a memoryview is copied once, here
         try:
             return self._parse(data)
         except _Reject:
@@ -148,9 +151,11 @@ class BlockParser:
         return (self._bisect(data, starts, ends, lines, lo, mid, pieces, bad, stop_at_first)
                 or self._bisect(data, starts, ends, lines, mid, hi, pieces, bad, stop_at_first))
 
-    def _fast_parse(self, data: bytes) -> Parsed | None:
-        """The compiled path's arrays for ``data``, or None where it cannot be sure of pandas' values."""
-        capacity = count_byte(data, 10) + (not data.endswith(b"\n"))  # records, unless quotes hold newlines
+    def _fast_parse(self, data: bytes | memoryview, newlines: int | None = None) -> Parsed | None:
+        """The compiled path's arrays for ``data`` (holding ``newlines`` newlines: counted when not given), or None
+        where it cannot be sure of pandas' values."""
+        newlines = count_byte(data, 10) if newlines is None else newlines
+        capacity = newlines + (data[-1:] != b"\n")  # records, unless quotes hold newlines
         floats = np.empty((len(self.float_cols), capacity), np.float32)  # transposed: see Parsed
         ints = np.empty((len(self.int_cols), capacity), np.int64)
         codes = np.empty((len(self.cat_cols), capacity), np.int32)

@@ -23,11 +23,11 @@ import numpy as np
 from store import CATEGORY_ARRAY, FLOAT_ARRAY, SPLITS, Schema, StoreError, StoreWriter, temporary_name
 
 from .allocator import keep_buffers
-from .blocks import Block
+from .blocks import Block, locate
 from .parse import INT_MISSING, BlockParser
 from .shuffle import (ShardJob, SpillReader, bucket_of, bucket_permutation, is_validation, record_dtype, row_hash,
                       spill_order, write_spill)
-from .sources import SourceFile, read_range
+from .sources import SourceFile
 from .stats import ColumnStats
 from .summary import write_block_rejects
 from .vocabulary import write_block as write_block_vocabulary
@@ -104,16 +104,26 @@ def start_worker(ctx: Context) -> None:
 # -- pass 1 -------------------------------------------------------------------------------------------------------
 
 def parse_block(block: Block) -> dict:
-    """Parse one block and spill its rows; returns the block's metadata (also saved beside the spill)."""
+    """Parse one block and spill its rows; returns the block's metadata (also saved beside the spill).
+
+    Its records are found under the quote parity the block assumes (ingest.blocks); the metadata says what the
+    parent needs to check that and to number its lines: the parity and newlines of its share, the newlines before
+    its first record, where that is. Lines in it (bad rows, the rejects file) count from the block's first record
+    (1); the parent adds the block's first line (``line``) once the blocks before it are known."""
     c = _CTX
     src = c.files[block.file]
-    parsed = c.parser.parse(read_range(src.path, block.start, block.end),  # an object: one ranged GET, ≤ 64 MiB
-                            first_line=block.line, stop_at_first=c.stop_at_bad_row)
+    at = locate(block, src)  # an object: one ranged GET of the share and a little more
+    meta = {"block": block.index, "file": block.file, "share": [block.start, block.stop], "odd": at.odd,
+            "quotes": at.quotes, "newlines": at.newlines, "before": at.before, "start": at.start, "end": at.end,
+            "bytes": block.stop - block.start}
+    if at.error is not None:  # a record longer than the limit: only an error if the parity was right
+        return meta | {"error": list(at.error), "rows_read": 0, "rows": 0, "rejected": 0, "bad": []}
+    parsed = c.parser.parse(at.data, first_line=1, stop_at_first=c.stop_at_bad_row, newlines=at.records_newlines)
+    del at
     # The parent gets counts and the first bad row (for the error policy's message), never the rejected records:
     # those go to a file per block, concatenated into the rejects file at the end (bounded memory in the parent).
-    meta = {"block": block.index, "bytes": block.end - block.start, "rows_read": parsed.rows + len(parsed.bad),
-            "rows": parsed.rows, "rejected": len(parsed.bad), "compiled": parsed.compiled,
-            "bad": [[src.path, b.line, b.column, b.reason, b.fix] for b in parsed.bad[:1]]}
+    meta |= {"rows_read": parsed.rows + len(parsed.bad), "rows": parsed.rows, "rejected": len(parsed.bad),
+             "compiled": parsed.compiled, "bad": [[src.path, b.line, b.column, b.reason, b.fix] for b in parsed.bad[:1]]}
     if parsed.bad and c.stop_at_bad_row:
         return meta
     if parsed.bad:

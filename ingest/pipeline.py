@@ -25,7 +25,7 @@ from store import (ATTRS_KEY, FORMAT_NAME, BadRowError, Lock, OptionError, Outpu
                    StoreWriter, from_os_error, fsync_file, is_remote, partial_path, publish, shard_path, write_atomic)
 
 from . import passes
-from .blocks import plan_blocks
+from .blocks import Block, Chain, plan_blocks
 from .cluster import dask_map
 from .destination import default_work_dir, remote_state, upload_store
 from .config import BLOCK_BYTES, BUCKET_BYTES, IngestConfig, bucket_count
@@ -42,7 +42,7 @@ __all__ = ["ingest", "IngestResult", "WORK_MARKER", "is_store"]
 # Written first into every work directory: the only kind --resume continues and --overwrite deletes.
 WORK_MARKER = ".ingest-work"
 # The layout of the work files (spill, segments); a work directory of another layout is not resumed.
-WORK_LAYOUT = 5
+WORK_LAYOUT = 6
 _PARKED = ".old-ingest-"  # OUT.old-ingest-PID: a store being replaced, until the new one is in place
 _REMOVING = ".removing-ingest-"  # WORK.removing-ingest-PID: a work directory being deleted
 _CREATING = ".creating-ingest-"  # WORK.creating-ingest-PID: a work directory being made
@@ -132,7 +132,7 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
                          n_buckets, config.val_fraction, config.on_bad_rows == "error")
     splits = ("train", "validation") if config.val or config.val_fraction else ("train",)
     summary = Summary(ctx.parser, kinds, config.label, splits, Segments(n_buckets, config.shuffle))
-    timings.begin("parse")  # planning included: it runs alongside
+    timings.begin("parse")
     # One set of workers for both passes: a second set paid fresh pages again for the buffers the parsing workers
     # already had, and its fork (330 MB log, 2 workers: write stage 0.49 -> 0.44 s, CPU 0.79 -> 0.66 s, median of 8
     # alternating runs). A worker forked for pass 1 opens the store's layout itself (passes.write_shard).
@@ -303,32 +303,76 @@ def _parse_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, tot
     """Pass 1 over every block, skipping blocks a previous run finished; each block's metadata goes into
     ``summary`` in block order as it arrives (the parent keeps totals, not every block's metadata).
 
-    Planning (one serial read of each file, cutting it at record ends) overlaps the parse: the pool takes blocks
-    from the planner as it finds them (``Pool.imap`` consumes its input in a thread of its own), so the workers
-    start on the first block at once instead of waiting for a read of the whole input. A planner error (a quote
-    never closed) comes after the blocks before it are parsed, so errors are reported in file order."""
+    The plan is the files' sizes cut into shares (ingest.blocks): the workers start at once, each reading only its
+    own block. A block parsed under the wrong quote parity (known once the blocks before it are in) is parsed again
+    under the right one in a second round; an error is raised when its block comes in order, so errors are
+    reported in file order."""
     planned = _Planned(ctx)
-    pending: dict[int, dict] = {}  # metadata that arrived before a block before it
-    rows = 0
     with _SpillFlusher(ctx) as flusher:
+        ordered = _InOrder(ctx, summary, flusher)
         with pass_bar("pass 1/2 parse", total, "B", enabled=config.progress) as bar:
             for meta in run(passes.parse_block, planned.todo()):
-                pending[meta["block"]] = meta
-                _add_in_order(summary, pending, planned.take_resumed())
-                rows += meta["rows"]
+                ordered.take({meta["block"]: meta} | planned.take_resumed())
                 bar.update(meta["bytes"] + planned.take_resumed_bytes())
-                bar.set_postfix_str(f"{rows:,} rows", refresh=False)
-                if meta["bad"] and ctx.stop_at_bad_row:
+                bar.set_postfix_str(f"{summary.rows_read:,} rows", refresh=False)
+                if ordered.stopped:
                     return  # every block before this one is in the summary: the first bad row in file order is there
-                flusher.flush(meta["block"])
+            ordered.take(planned.take_resumed())
             bar.update(planned.take_resumed_bytes())
-        if planned.error is not None:
-            raise planned.error
-        _add_in_order(summary, pending, planned.take_resumed())
-        if pending:
-            raise StoreError(f"internal error: blocks {sorted(pending)[:5]} were parsed but a block before them was "
-                             "not")
+            if ordered.redo:  # a second round, under the parities now known: it needs no third
+                for meta in run(passes.parse_block, ordered.take_redo()):
+                    ordered.take({meta["block"]: meta})
+                    if ordered.stopped:
+                        return
+        if ordered.waiting:
+            raise StoreError(f"internal error: blocks {sorted(ordered.waiting)[:5]} were not added in order")
         flusher.finish(summary.blocks)
+
+
+class _InOrder:
+    """The blocks' metadata, taken in block order as it arrives: each is checked against the quote parity at its
+    share's start (ingest.blocks.Chain), given the line of its first record (``line``) and added to the summary;
+    a block that assumed the wrong parity waits to be parsed again (:meth:`take_redo`). Stops (``stopped``) at the
+    first bad row under the error policy; raises a block's error (a record over the limit) when its turn comes."""
+
+    def __init__(self, ctx: passes.Context, summary: Summary, flusher: "_SpillFlusher"):
+        self.ctx, self.summary, self.flusher = ctx, summary, flusher
+        self.chain = Chain(ctx.files)
+        self.arrived: dict[int, dict] = {}  # not yet checked: a block before it has not arrived
+        self.checked: dict[int, dict] = {}  # checked, waiting for a block before it to be parsed again
+        self.waiting: dict[int, int] = {}  # block -> the line at its share's start, for blocks to parse again
+        self.redo: list[Block] = []
+        self.next_check = self.next_add = 0
+        self.stopped = False
+
+    def take(self, metas: dict[int, dict]) -> None:
+        for index, meta in metas.items():
+            if index in self.waiting:  # parsed again, under the right parity
+                self.checked[index] = meta | {"line": self.waiting.pop(index) + meta["before"]}
+            else:
+                self.arrived[index] = meta
+        while self.next_check in self.arrived:
+            meta = self.arrived.pop(self.next_check)
+            odd, line = self.chain.next(meta["file"], meta["quotes"], meta["newlines"])
+            if meta["odd"] == odd:
+                self.checked[self.next_check] = meta | {"line": line + meta["before"]}
+            else:
+                self.waiting[self.next_check] = line
+                self.redo.append(Block(self.next_check, meta["file"], *meta["share"], first=False, odd=odd))
+            self.next_check += 1
+        while self.next_add in self.checked and not self.stopped:
+            meta = self.checked.pop(self.next_add)
+            if meta.get("error"):
+                rel, reason, fix = meta["error"]
+                raise BadRowError(self.ctx.files[meta["file"]].path, meta["line"] + rel - 1, None, reason, fix)
+            self.summary.add(meta)
+            self.flusher.flush(self.next_add)
+            self.stopped = bool(meta["bad"]) and self.ctx.stop_at_bad_row
+            self.next_add += 1
+
+    def take_redo(self) -> list[Block]:
+        taken, self.redo = self.redo, []
+        return taken
 
 
 class _SpillFlusher:
@@ -365,46 +409,32 @@ class _SpillFlusher:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _add_in_order(summary: Summary, pending: dict[int, dict], resumed: dict[int, dict]) -> None:
-    """Give ``summary`` every block that is next in order (blocks are numbered 0, 1, ... in file order)."""
-    pending |= resumed
-    following = summary.blocks[-1] + 1 if summary.blocks else 0
-    while following in pending:
-        summary.add(pending.pop(following))
-        following += 1
-
-
 class _Planned:
-    """The blocks to parse, planned lazily: blocks a previous run finished (their metadata saved) are handed aside
-    (:meth:`take_resumed`), and a planner error is kept to be raised by the parent once the blocks before it are
-    parsed (raised inside ``Pool.imap``'s feeder thread it would have to cross a pipe)."""
+    """The blocks to parse: blocks a previous run finished (their metadata saved) are handed aside
+    (:meth:`take_resumed`)."""
 
     def __init__(self, ctx: passes.Context):
         self.ctx = ctx
-        self.error: BaseException | None = None
         self._resumed: dict[int, dict] = {}
         self._resumed_bytes = 0
-        self._lock = threading.Lock()  # the planner runs in the pool's feeder thread, the parent reads here
+        self._lock = threading.Lock()  # todo() runs in the pool's feeder thread, the parent reads here
 
     def todo(self):
         flushed = os.path.exists(self.ctx.spill_flushed)
-        try:
-            for block in plan_blocks(self.ctx.files, BLOCK_BYTES):
-                meta_path = self.ctx.spill(block.index) + ".json"
-                meta = None
-                if os.path.exists(meta_path):
-                    meta = _resumed_meta(meta_path, block.index, self.ctx.n_buckets if self.ctx.shuffle else 1,
-                                         self.ctx.dtype.itemsize)
-                # a spill the system never wrote whole (power cut: see write_spill) is parsed again; once the
-                # finished pass flushed them all (_SpillFlusher), they are trusted without reading them
-                if meta is not None and (flushed or spill_intact(self.ctx.spill(block.index), meta)):
-                    with self._lock:
-                        self._resumed[block.index] = meta
-                        self._resumed_bytes += block.end - block.start
-                else:
-                    yield block
-        except StoreError as exc:
-            self.error = exc
+        for block in plan_blocks(self.ctx.files, BLOCK_BYTES):
+            meta_path = self.ctx.spill(block.index) + ".json"
+            meta = None
+            if os.path.exists(meta_path):
+                meta = _resumed_meta(meta_path, block, self.ctx.n_buckets if self.ctx.shuffle else 1,
+                                     self.ctx.dtype.itemsize)
+            # a spill the system never wrote whole (power cut: see write_spill) is parsed again; once the
+            # finished pass flushed them all (_SpillFlusher), they are trusted without reading them
+            if meta is not None and (flushed or spill_intact(self.ctx.spill(block.index), meta)):
+                with self._lock:
+                    self._resumed[block.index] = meta
+                    self._resumed_bytes += block.stop - block.start
+            else:
+                yield block
 
     def take_resumed(self) -> dict[int, dict]:
         """The metadata of finished blocks found since the last call."""
@@ -418,15 +448,18 @@ class _Planned:
         return n
 
 
-def _resumed_meta(path: str, block: int, n_buckets: int, row_bytes: int) -> dict:
+def _resumed_meta(path: str, block: Block, n_buckets: int, row_bytes: int) -> dict:
     """A finished block's metadata from an earlier run, checked before its counts size anything: a damaged work
     file is one line, not a huge allocation or a wrong store."""
     try:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
-        ok = (isinstance(meta, dict) and meta.get("block") == block and isinstance(meta.get("bad"), list)
+        ok = (isinstance(meta, dict) and meta.get("block") == block.index and meta.get("file") == block.file
+              and meta.get("share") == [block.start, block.stop] and type(meta.get("odd")) is bool
+              and isinstance(meta.get("bad"), list) and not meta.get("error")
               and all(type(meta.get(k)) is int and meta[k] >= 0
-                      for k in ("rows", "rows_read", "rejected", "bytes", "spill_bytes", "spill_crc32c"))
+                      for k in ("rows", "rows_read", "rejected", "bytes", "spill_bytes", "spill_crc32c", "quotes",
+                                "newlines", "before"))
               and meta["spill_bytes"] == meta["rows"] * row_bytes)
         at = 0
         for segment in meta.get("segments", []) if ok else []:

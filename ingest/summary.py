@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from collections import Counter
 
 
@@ -33,12 +32,13 @@ class Summary:
         self.compiled_blocks = 0  # blocks the compiled parser took (the others: pandas)
         self.first_bad_row: list | None = None
         self.blocks: list[int] = []  # in block order
-        self.rejected_blocks: list[int] = []
+        self.rejected_blocks: list[tuple[int, int]] = []  # (block, the line of its first record)
         self.stats: dict[str, dict[str, ColumnStats]] = {s: {} for s in splits}
         self.vocab: list[Vocabulary] = []  # per categorical column, once merge_vocabularies has run
 
     def add(self, meta: dict) -> None:
-        """Merge the next block's metadata (blocks must come in order: the merged statistics depend on it)."""
+        """Merge the next block's metadata (blocks must come in order: the merged statistics depend on it). Its
+        lines count from its first record (1); ``meta["line"]``, set by the parent, is that record's line."""
         if self.blocks and meta["block"] <= self.blocks[-1]:
             raise ValueError(f"block {meta['block']} after block {self.blocks[-1]}")
         self.blocks.append(meta["block"])
@@ -46,9 +46,10 @@ class Summary:
         self.rows_rejected += meta["rejected"]
         self.compiled_blocks += bool(meta.get("compiled"))
         if meta["rejected"]:
-            self.rejected_blocks.append(meta["block"])
+            self.rejected_blocks.append((meta["block"], meta["line"]))
         if meta["bad"] and self.first_bad_row is None:
-            self.first_bad_row = meta["bad"][0]
+            path, line, *rest = meta["bad"][0]
+            self.first_bad_row = [path, meta["line"] + line - 1, *rest]
         self.segments.add(meta["block"], meta.get("segments", ()))
         for split, columns in meta.get("stats", {}).items():
             merged = self.stats[split]
@@ -65,9 +66,10 @@ class Summary:
             path, line, column, reason, fix = self.first_bad_row
             raise BadRowError(path, line, column, reason, fix)
 
-    def reject_parts(self, ctx) -> list[str]:
-        """The files of rejected rows written by the parsing pass (one per block that had some), in block order."""
-        return [ctx.rejects(block) for block in self.rejected_blocks]
+    def reject_parts(self, ctx) -> list[tuple[str, int]]:
+        """The files of rejected rows written by the parsing pass (one per block that had some), in block order,
+        each with the line of its block's first record (its lines count from there)."""
+        return [(ctx.rejects(block), line) for block, line in self.rejected_blocks]
 
     def merge_vocabularies(self, ctx, max_categories: int) -> None:
         """Merge the blocks' vocabularies (ingest.vocabulary: one column and one block at a time) and write each
@@ -125,7 +127,8 @@ class Summary:
 
 
 def write_block_rejects(path: str, source: str, bad: list) -> None:
-    """One block's rejected rows (``BadRow``s of file ``source``) as rows of the rejects file, without its header."""
+    """One block's rejected rows (``BadRow``s of file ``source``) as rows of the rejects file, without its header;
+    their lines count from the block's first record (1), the rejects file's from the file's first line."""
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     for row in bad:
@@ -133,9 +136,10 @@ def write_block_rejects(path: str, source: str, bad: list) -> None:
     write_atomic(path, text.getvalue().encode("utf-8"))
 
 
-def write_rejects(path: str, parts: list[str]) -> str:
+def write_rejects(path: str, parts: list[tuple[str, int]]) -> str:
     """The rejects file (a local file, or a URL): a header, then every skipped row — file, line, column, reason,
-    the record's text — copied from the parsing pass's files ``parts`` one at a time (bounded memory)."""
+    the record's text — copied from the parsing pass's files ``parts`` one row at a time (bounded memory), each
+    part's lines moved by the line of its block's first record."""
     if is_remote(path):
         fs, target = filesystem(path)
         with fs.open(target, "wb") as f:
@@ -148,8 +152,13 @@ def write_rejects(path: str, parts: list[str]) -> str:
     return path
 
 
-def _copy_rejects(f, parts: list[str]) -> None:
-    f.write(b"file,line,column,reason,record\r\n")  # csv.writer's header row, byte for byte
-    for part in parts:
-        with open(part, "rb") as src:
-            shutil.copyfileobj(src, f, 1 << 20)
+def _copy_rejects(f, parts: list[tuple[str, int]]) -> None:
+    out = io.TextIOWrapper(f, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(out)
+    writer.writerow(["file", "line", "column", "reason", "record"])
+    for part, first_line in parts:
+        with open(part, encoding="utf-8", newline="") as src:
+            for source, line, *rest in csv.reader(src):
+                writer.writerow([source, first_line + int(line) - 1, *rest])
+    out.flush()
+    out.detach()

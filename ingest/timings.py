@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 __all__ = ["STAGES", "Timed", "Timings", "table"]
 
-# plan: sources, type inference; parse: pass 1 and the block planner feeding it; merge: statistics, vocabularies,
+# plan: sources, type inference; parse: pass 1 (both rounds: see ingest.blocks); merge: statistics, vocabularies,
 # code maps, the store's layout; write: pass 2 (each shard from its permuted buckets, final types); publish: flush,
 # root metadata, rename or upload. The store's record is written during "publish", so it holds the stages before it.
 STAGES = ("plan", "parse", "merge", "write", "publish")

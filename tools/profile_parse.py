@@ -5,7 +5,8 @@
 
 The block is parsed exactly as a worker of ``ingest`` parses it (same parser, types, buckets and validation draw as
 a default ingest with ``--val-fraction 0.1``), into a temporary work directory. Each step is timed by wrapping the
-function that does it (a few calls per block, so the timers cost nothing measurable): reading the bytes, the
+function that does it (a few calls per block, so the timers cost nothing measurable): reading the bytes and
+finding the block's records in them (its quote parity and line counts included), the
 compiled parser (where it takes the block; pandas' ``read_csv`` then runs only for the float fields it leaves to
 pandas), pandas' ``read_csv``, the conversion to the store's arrays, the field-count check, the rest of
 ``BlockParser.parse``, the row hashes (shuffle bucket and validation draw), statistics, the block's vocabulary file, the spill file, and what
@@ -38,7 +39,7 @@ from .measure import machine
 
 # (row label, module, attribute): the functions timed, each inclusive of what it calls
 STEPS = (
-    ("read the block's bytes", passes, "read_range"),
+    ("read the block's bytes, find its records (locate)", passes, "locate"),
     ("compiled parser (ingest/_fastcsv.c)", parse._fastcsv, "parse"),  # None where it was not built: not timed
     ("pandas.read_csv (C engine, typed)", pd, "read_csv"),
     ("field-count check (_unquoted_count)", parse, "_unquoted_count"),
@@ -108,8 +109,8 @@ def profile(csv_path: str, block: int, repeat: int) -> tuple[dict, object, float
                 meta = passes.parse_block(target)
             runs.append(seconds)
         with open(ctx.files[target.file].path, "rb") as f:
-            f.seek(target.start)
-            data = f.read(target.end - target.start)
+            f.seek(meta["start"])
+            data = f.read(meta["end"] - meta["start"])
         started = time.perf_counter()
         parse._unquoted_count(data, b",")
         field_count_ms = (time.perf_counter() - started) * 1e3
@@ -123,21 +124,21 @@ def profile(csv_path: str, block: int, repeat: int) -> tuple[dict, object, float
                                                        if owner is passes)
     for label in [s[0] for s in STEPS[:5]] + [PARSE_OTHER] + [s[0] for s in STEPS[5:]] + [OTHER, "total"]:
         rows[label] = statistics.median(run[label] for run in runs) * 1e3
-    return rows, (target, meta["rows_read"]), field_count_ms
+    return rows, (target, meta["rows_read"], meta["end"] - meta["start"]), field_count_ms
 
 
 def report(csv_path: str, rows: dict, target, field_count_ms: float, repeat: int) -> str:
-    block, n_rows = target
+    block, n_rows, n_bytes = target
     total = rows["total"]
     lines = [f"machine: {machine()}",
-             f"block {block.index} of {csv_path}: {(block.end - block.start) / 2**20:.1f} MiB, {n_rows:,} rows; "
+             f"block {block.index} of {csv_path}: {n_bytes / 2**20:.1f} MiB, {n_rows:,} rows; "
              f"median of {repeat} runs after a warm-up, one process", "",
              "| step of parse_block | ms per block | share |", "|---|---:|---:|"]
     for label, ms in rows.items():
         if label != "total":
             lines.append(f"| {label} | {ms:,.1f} | {ms / total:.1%} |")
     lines.append(f"| **total** | **{total:,.1f}** | 100% |")
-    mb_s = (block.end - block.start) / 1e6 / (total / 1e3)
+    mb_s = n_bytes / 1e6 / (total / 1e3)
     lines.append(f"\none worker parses {mb_s:,.0f} MB/s of this CSV; a field-count check of the whole block (run only "
                  f"when its last column has a missing value) would take {field_count_ms:,.1f} ms")
     return "\n".join(lines)

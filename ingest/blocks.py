@@ -172,6 +172,8 @@ def _end(buf, lo: int, s: int, stop: int, size: int, odd: bool, src: SourceFile,
         if nl >= 0:
             return nl + 1, buf, None
         searched, step = len(buf), 2 * step
+    if len(buf) - first > max_record:  # (only where max_record is under a share and its tail)
+        return 0, buf, _too_long(buf, s, first, max_record)
     return len(buf), buf, None
 
 

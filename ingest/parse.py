@@ -248,10 +248,10 @@ class BlockParser:
             col = self._column_at(record[: exc.start].count(self.sep))
             return BadRow(line, col, f"bytes that are not valid {self.encoding}",
                           "fix the bytes or pass the file's --encoding (e.g. cp932, latin-1)", raw)
-        if text.count('"') % 2:
-            last = line + text.count("\n")
-            return BadRow(line, None, f"unbalanced quotes: a quote opened here is never closed (the record runs to "
-                          f"line {last})", 'close the quote; inside a quoted field write a quote as ""', raw)
+        if text.count('"') % 2:  # (lines here may count from the block's first record: none goes in the text)
+            return BadRow(line, None, f"unbalanced quotes: a quote opened here is never closed (the record runs "
+                          f"{text.count(chr(10)) + 1:,} lines, to the end of the file)",
+                          'close the quote; inside a quoted field write a quote as ""', raw)
         rows = list(csv.reader(io.StringIO(text, newline="")))
         if len(rows) != 1 and "\r" in text.replace("\r\n", ""):
             return BadRow(line, None, f"a carriage return (\\r) outside quotes splits the record into {len(rows)} "

@@ -333,13 +333,17 @@ class _InOrder:
     """The blocks' metadata, taken in block order as it arrives: each is checked against the quote parity at its
     share's start (ingest.blocks.Chain), given the line of its first record (``line``) and added to the summary;
     a block that assumed the wrong parity waits to be parsed again (:meth:`take_redo`). Stops (``stopped``) at the
-    first bad row under the error policy; raises a block's error (a record over the limit) when its turn comes."""
+    first bad row under the error policy; raises a block's error (a record over the limit) when its turn comes.
+
+    A checked block behind one that waits is kept as its line and its block, not its metadata (whose spill
+    segments reach ~300 KB at 1,024 buckets): its metadata is read back from its file when its turn comes, so the
+    parent's memory stays a few numbers per block however many blocks a wrong guess holds up."""
 
     def __init__(self, ctx: passes.Context, summary: Summary, flusher: "_SpillFlusher"):
         self.ctx, self.summary, self.flusher = ctx, summary, flusher
         self.chain = Chain(ctx.files)
         self.arrived: dict[int, dict] = {}  # not yet checked: a block before it has not arrived
-        self.checked: dict[int, dict] = {}  # checked, waiting for a block before it to be parsed again
+        self.checked: dict[int, dict | tuple] = {}  # checked, behind a block to be parsed again: see above
         self.waiting: dict[int, int] = {}  # block -> the line at its share's start, for blocks to parse again
         self.redo: list[Block] = []
         self.next_check = self.next_add = 0
@@ -349,24 +353,36 @@ class _InOrder:
         for index, meta in metas.items():
             if index in self.waiting:  # parsed again, under the right parity
                 self.checked[index] = meta | {"line": self.waiting.pop(index) + meta["before"]}
+                if "spill_bytes" in meta:
+                    self.flusher.flush(index)
             else:
                 self.arrived[index] = meta
         while self.next_check in self.arrived:
             meta = self.arrived.pop(self.next_check)
             odd, line = self.chain.next(meta["file"], meta["quotes"], meta["newlines"])
             if meta["odd"] == odd:
-                self.checked[self.next_check] = meta | {"line": line + meta["before"]}
+                if "spill_bytes" in meta:  # parsed and saved under the right parity: its spill file is final
+                    self.flusher.flush(self.next_check)
+                first_line = line + meta["before"]
+                if self.waiting and "spill_bytes" in meta:
+                    block = Block(self.next_check, meta["file"], *meta["share"], first=False, odd=meta["odd"])
+                    self.checked[self.next_check] = (first_line, block)
+                else:
+                    self.checked[self.next_check] = meta | {"line": first_line}
             else:
                 self.waiting[self.next_check] = line
                 self.redo.append(Block(self.next_check, meta["file"], *meta["share"], first=False, odd=odd))
             self.next_check += 1
         while self.next_add in self.checked and not self.stopped:
             meta = self.checked.pop(self.next_add)
+            if isinstance(meta, tuple):
+                first_line, block = meta
+                meta = _resumed_meta(self.ctx.spill(block.index) + ".json", block, self.ctx.spill_buckets,
+                                     self.ctx.dtype.itemsize) | {"line": first_line}
             if meta.get("error"):
                 rel, reason, fix = meta["error"]
                 raise BadRowError(self.ctx.files[meta["file"]].path, meta["line"] + rel - 1, None, reason, fix)
             self.summary.add(meta)
-            self.flusher.flush(self.next_add)
             self.stopped = bool(meta["bad"]) and self.ctx.stop_at_bad_row
             self.next_add += 1
 

@@ -418,6 +418,32 @@ def test_multiline_fields_across_shares(tmp_path, make_store, small_blocks, monk
         make_store(str(tmp_path / "late.csv"), **(options | {"on_bad_rows": "error"}))
 
 
+def test_blocks_behind_a_wrong_guess_wait_on_disk_not_in_memory(tmp_path, make_store, small_blocks, monkeypatch):
+    """A wrong guess early (block 1's share lies inside a quoted field with no quote in it) holds up every later
+    block until the second round: the parent keeps them as a line and a block each, not their metadata (spill
+    segments: ~300 KB a block at 1,024 buckets), and reads that back in turn."""
+    import pandas as pd
+
+    import ingest.pipeline
+    path = tmp_path / "w.csv"
+    rows = b"".join(b"%d,%d.5,plain\n" % (i, i) for i in range(2, 40_000))
+    path.write_bytes(b"id,x,t\n1,0.5,\"" + b"y" * 200_000 + b"\n" + b"y" * 3000 + b"\"\n" + rows)
+    held = []
+    take = ingest.pipeline._InOrder.take
+
+    def counting(self, metas):
+        take(self, metas)
+        held.append((sum(isinstance(v, dict) for v in self.checked.values()), len(self.checked)))
+
+    monkeypatch.setattr(ingest.pipeline._InOrder, "take", counting)
+    out, result = make_store(str(path), dtypes={"id": "int", "x": "float", "t": "category"})
+    assert result.rows == {"train": 40_000 - 1}
+    assert max(dicts for dicts, _ in held) <= 1 and max(n for _, n in held) >= 8  # 8+ blocks held up, on disk
+    expected = pd.read_csv(path, dtype={"t": str})
+    got = open_store(out).read_frame("train").sort_values("id")
+    assert got["id"].tolist() == expected["id"].tolist() and got["t"].astype(str).tolist() == expected["t"].tolist()
+
+
 def test_resume_after_a_crash_while_blocks_are_parsed_again(tmp_path, small_blocks, monkeypatch):
     """A kill in the second round (blocks parsed again under the right parity) or between the rounds: the resumed
     run parses again the blocks whose saved parity was wrong, and the store is the uninterrupted run's."""

@@ -9,13 +9,14 @@ refused). Block boundaries depend only on the file's bytes, never on the number 
 A newline ends a record only outside quotes, i.e. where the count of ``"`` bytes since the file's data start is
 even (RFC 4180: an escaped quote is ``""``, so it never changes the parity). So where a block's records start depends
 on the parity at ``T_j``, which depends on every byte before it. The worker that parses block ``j`` does not wait for
-it: it *assumes* the parity (even: a share rarely starts inside a quoted field that holds a newline) and reports the
-parity of its share's quotes, which needs no assumption. The parent, taking the blocks in order, knows the true
-parity at each ``T_j`` (the reported parities of the shares before it, XORed) and has the blocks whose assumption
-was wrong parsed again under the right one — at most one more round, since every parity is known after the first.
-The worker's assumption is a guess from the first quote after ``T_j`` whose neighbours tell whether it opens a
-field (``,"a``) or closes one (``a",``), even when there is none: wrong only for a CSV that breaks RFC 4180's
-quoting, where it costs a second parse of the block, never a wrong store.
+it: it *guesses* the parity (:func:`guess_parity`: from the first quote after ``T_j`` whose neighbours say whether it
+opens a field, ``,"a``, or closes one, ``a",``; outside quotes when its share holds no quote) and reports the parity
+of its share's quotes, which needs no guess. The parent, taking the blocks in order, knows the true parity at each
+``T_j`` (the reported parities of the shares before it, XORed) and has the blocks whose guess was wrong parsed again
+under the right one — at most one more round, since every parity is known after the first. The guess is right for
+files quoted as RFC 4180 says unless a quoted field outruns the share or no field's edge follows before the end of
+what was read; a wrong one costs a second parse of the block, never a different store.
+
 So every byte of the input is read once, by the worker that parses it (the parent reads none), and the line numbers
 follow the same way: each worker counts its share's newlines, the parent adds them up (:class:`Chain`).
 """
@@ -65,10 +66,10 @@ def plan_blocks(files: list[SourceFile], block_bytes: int) -> Iterator[Block]:
 @dataclass
 class Located:
     """A block's records, found under the parity ``odd`` assumed at its share's start: ``data`` is bytes
-    ``start:end`` of the file (empty when no record starts in the share), ``records_newlines`` the newlines in them; ``quotes`` (0 or 1) and ``newlines``
-    are the parity of the share's quotes and its count of newlines, which assume nothing; ``before`` the newlines
-    from the share's start to ``start`` (the block's first record is that many lines after the share's first one).
-    ``error``: (line relative to the block's first record, reason, fix) of a record longer than the limit."""
+    ``start:end`` of the file (empty when no record starts in the share), ``records_newlines`` the newlines in
+    them; ``quotes`` (0 or 1) and ``newlines`` are the parity of the share's quotes and its count of newlines,
+    which assume nothing; ``before`` the newlines from the share's start to ``start`` (the block's first record
+    is that many lines after the share's first one). ``error``: (line relative to the block's first record, reason, fix) of a record longer than the limit."""
 
     data: memoryview
     start: int

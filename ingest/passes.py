@@ -123,7 +123,8 @@ def parse_block(block: Block) -> dict:
     # The parent gets counts and the first bad row (for the error policy's message), never the rejected records:
     # those go to a file per block, concatenated into the rejects file at the end (bounded memory in the parent).
     meta |= {"rows_read": parsed.rows + len(parsed.bad), "rows": parsed.rows, "rejected": len(parsed.bad),
-             "compiled": parsed.compiled, "bad": [[src.path, b.line, b.column, b.reason, b.fix] for b in parsed.bad[:1]]}
+             "compiled": parsed.compiled,
+             "bad": [[src.path, b.line, b.column, b.reason, b.fix] for b in parsed.bad[:1]]}
     if parsed.bad and c.stop_at_bad_row:
         return meta
     if parsed.bad:

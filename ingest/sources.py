@@ -4,8 +4,8 @@ A source is a local path or a URL of object storage (``s3://bucket/logs/*.csv``,
 credentials and endpoint from the standard environment, see :mod:`store.location`). Every stage reads a source's
 bytes through two functions, so local files and objects are read alike: :func:`open_source` (sequential reads: the
 header, the type sample) and :func:`read_range` (one block's share and a little past it, for a parsing worker:
-ingest.blocks.locate). A local path is a plain ``open``; an object is read with one ranged GET per read — never downloaded whole,
-never through a read-ahead cache — so memory stays what the caller asked for.
+ingest.blocks.locate). A local path is a plain ``open``; an object is read with one ranged GET per read — never
+downloaded whole, never through a read-ahead cache — so memory stays what the caller asked for.
 """
 
 from __future__ import annotations

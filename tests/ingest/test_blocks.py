@@ -209,7 +209,8 @@ def test_a_wrong_parity_is_caught_and_parsed_again(tmp_path):
                                                                                          share - len(HEADER)))
     calls = []
     guessed = _resolve(files, share - len(HEADER), calls=calls)
-    assert [(at.start, at.end, line) for _, at, line in guessed] == [(at.start, at.end, line) for _, at, line in resolved]
+    assert [(at.start, at.end, line) for _, at, line in guessed] == [(at.start, at.end, line)
+                                                                     for _, at, line in resolved]
     assert calls == [False, True] + [False] * (len(calls) - 2)
 
 

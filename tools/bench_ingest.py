@@ -24,6 +24,8 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
+from ingest.timings import STAGES
+
 from .measure import machine, median, remove_store, run_measured, run_timed
 from .synth import write_csv
 
@@ -56,11 +58,12 @@ INGEST = """
 import sys
 from ingest import IngestConfig, ingest
 from ingest.allocator import keep_buffers
+from ingest.timings import STAGES
 keep_buffers()
 workers = int(sys.argv[3]) or None
 r = ingest(IngestConfig(sys.argv[4:], sys.argv[1], label="clear", val_fraction=0.1, overwrite=True,
                         progress=False, compression=sys.argv[2], workers=workers))
-print(r.seconds, r.rows_read)
+print(r.seconds, r.rows_read, *(r.timings.get(s, {}).get("wall", 0.0) for s in STAGES))
 """
 
 
@@ -111,20 +114,26 @@ def _write_part(path: str, rows: int, offset: int) -> None:
 
 def measure_scaling(paths: list[str], work: str, workers: list[int], repeat: int) -> dict:
     """Case ("pandas", "pandas-parallel" or a worker count) -> (median seconds, peak RSS in MiB of its process
-    tree, from one more run), and "load": the load average before the first run. The cases interleave in every
-    round, so drifts of a shared machine spread over all of them."""
+    tree, from one more run), and "load": the load average before the first run; ``("stages", workers)`` -> the
+    median wall seconds of each ingest stage (ingest.timings.STAGES). The cases interleave in every round, so drifts
+    of a shared machine spread over all of them."""
     store = os.path.join(work, "bench-scaling.zarr")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     cases = {"pandas": [BASELINE, *paths], "pandas-parallel": [PARALLEL_BASELINE, *paths]}
     cases |= {w: [INGEST, store, "lz4", str(w), *paths] for w in workers}
     seconds: dict = {case: [] for case in cases}
+    stages: dict = {w: [] for w in workers}
     for _ in range(repeat):
         for case, script in cases.items():
-            seconds[case].append(float(run_timed([sys.executable, "-c", *script], env=_env()).split()[0]))
+            out = run_timed([sys.executable, "-c", *script], env=_env()).split()
+            seconds[case].append(float(out[0]))
+            if case in stages:
+                stages[case].append([float(v) for v in out[2:]])
     # peak RSS from one more run of each case, sampled (apart from the timed runs: tools.measure.run_timed)
     rss = {case: run_measured([sys.executable, "-c", *script], env=_env())[2] for case, script in cases.items()}
     remove_store(store)
-    return {case: (median(seconds[case]), rss[case]) for case in cases} | {"load": load}
+    return ({case: (median(seconds[case]), rss[case]) for case in cases} | {"load": load}
+            | {("stages", w): [median(list(column)) for column in zip(*runs)] for w, runs in stages.items()})
 
 
 def scaling_table(paths: list[str], rows: int, workers: list[int], results: dict, repeat: int) -> list[str]:
@@ -136,15 +145,20 @@ def scaling_table(paths: list[str], rows: int, workers: list[int], results: dict
              "seconds as each process's own clock says (after imports, pool start included); load average "
              f"{results['load']:.1f} before the first run (other work on the machine makes the figures rough)", "",
              "| case | processes | seconds | MB/s | vs ingest 1 worker | vs pandas 1 process | "
-             f"vs pandas {n} processes | peak RSS (MiB) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"vs pandas {n} processes | peak RSS (MiB) | {' / '.join(STAGES)} (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     cases = [(f"pandas.read_csv(chunksize), 1 process, the {n} files in turn", 1, "pandas"),
              (f"pandas.read_csv(chunksize), {n} processes, one file each", n, "pandas-parallel")]
     cases += [(f"ingest --workers {w}", w, w) for w in workers]
     for name, processes, case in cases:
         t, peak = results[case]
         vs_one = f"{one / t:.2f}x" if one and isinstance(case, int) else "-"
+        stages = " / ".join(f"{s:.2f}" for s in results.get(("stages", case), [])) or "-"
         lines.append(f"| {name} | {processes} | {t:.2f} | {mb / t:,.0f} | {vs_one} | {pandas / t:.2f}x | "
-                     f"{parallel / t:.2f}x | {peak:,.0f} |")
+                     f"{parallel / t:.2f}x | {peak:,.0f} | {stages} |")
+    lines.append("")
+    lines.append("Stages: wall seconds of each stage of the ingest (medians; `ingest --verbose` prints them; the "
+                 "workers' start is in parse): plan, merge and publish run in the parent alone.")
     return lines
 
 

@@ -441,8 +441,7 @@ class _Planned:
             meta_path = self.ctx.spill(block.index) + ".json"
             meta = None
             if os.path.exists(meta_path):
-                meta = _resumed_meta(meta_path, block, self.ctx.n_buckets if self.ctx.shuffle else 1,
-                                     self.ctx.dtype.itemsize)
+                meta = _resumed_meta(meta_path, block, self.ctx.spill_buckets, self.ctx.dtype.itemsize)
             # a spill the system never wrote whole (power cut: see write_spill) is parsed again; once the
             # finished pass flushed them all (_SpillFlusher), they are trusted without reading them
             if meta is not None and (flushed or spill_intact(self.ctx.spill(block.index), meta)):

@@ -419,6 +419,13 @@ def test_multiline_fields_across_shares(tmp_path, make_store, small_blocks, monk
         make_store(str(tmp_path / "late.csv"), **(options | {"on_bad_rows": "error"}))
 
 
+def long_quoted_field_csv(path) -> None:
+    """A quoted field of ~200 KB without a quote inside, then 40,000 plain rows: at 64 KiB shares, the guess is
+    wrong for the shares inside the field (none holds a quote), so those blocks are parsed twice."""
+    rows = b"".join(b"%d,%d.5,plain\n" % (i, i) for i in range(2, 40_000))
+    path.write_bytes(b"id,x,t\n1,0.5,\"" + b"y" * 200_000 + b"\n" + b"y" * 3000 + b"\"\n" + rows)
+
+
 def test_blocks_behind_a_wrong_guess_wait_on_disk_not_in_memory(tmp_path, make_store, small_blocks, monkeypatch):
     """A wrong guess early (block 1's share lies inside a quoted field with no quote in it) holds up every later
     block until the second round: the parent keeps them as a line and a block each, not their metadata (spill
@@ -427,8 +434,7 @@ def test_blocks_behind_a_wrong_guess_wait_on_disk_not_in_memory(tmp_path, make_s
 
     import ingest.pipeline
     path = tmp_path / "w.csv"
-    rows = b"".join(b"%d,%d.5,plain\n" % (i, i) for i in range(2, 40_000))
-    path.write_bytes(b"id,x,t\n1,0.5,\"" + b"y" * 200_000 + b"\n" + b"y" * 3000 + b"\"\n" + rows)
+    long_quoted_field_csv(path)
     held = []
     take = ingest.pipeline._InOrder.take
 

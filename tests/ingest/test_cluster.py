@@ -64,6 +64,21 @@ def test_cluster_ingest_equals_a_local_ingest(tmp_path, quest_csv, small_blocks,
     assert result.rows == open_store(local).rows
 
 
+@pytest.mark.slow
+def test_blocks_parsed_twice_on_the_cluster(tmp_path, small_blocks, scheduler):
+    """Blocks whose guessed quote parity is wrong are parsed again as a second round of tasks: the same store as
+    a local run."""
+    from tests.ingest.test_blocks import long_quoted_field_csv
+    path = tmp_path / "w.csv"
+    long_quoted_field_csv(path)
+    options = dict(sources=[str(path)], val_fraction=0.1, progress=False, dtypes={"t": "category"})
+    local = str(tmp_path / "local.zarr")
+    run_ingest(IngestConfig(out=local, workers=2, **options))
+    remote = str(tmp_path / "cluster.zarr")
+    run_ingest(IngestConfig(out=remote, dask=scheduler, **options))
+    assert _arrays(remote) == _arrays(local)
+
+
 def test_unreachable_scheduler_is_one_line(tmp_path, quest_csv, capsys):
     import dask
     argv = [quest_csv, "--out", str(tmp_path / "s.zarr"), "--dask", "tcp://127.0.0.1:9", "--quiet"]

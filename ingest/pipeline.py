@@ -63,10 +63,11 @@ class IngestResult:
     timings: dict = field(default_factory=dict)
     blocks: int = 0
     compiled_blocks: int = 0  # of ``blocks``, those the compiled parser took (ingest/parse.py); pandas the rest
+    reparsed_blocks: int = 0  # blocks parsed twice: the quote parity guessed at their start was wrong (ingest.blocks)
 
     def summary(self, verbose: bool = False) -> str:
-        """One line; with ``verbose``, then a table of each stage's wall and CPU seconds (CPU: every process) and
-        how many blocks the compiled parser took."""
+        """One line; with ``verbose``, then a table of each stage's wall and CPU seconds (CPU: every process), how
+        many blocks the compiled parser took and how many were parsed twice."""
         rows = ", ".join(f"{k} {v:,}" for k, v in self.rows.items())
         mbs = self.bytes_read / max(self.seconds, 1e-9) / 1e6
         text = (f"ingested {self.rows_read:,} rows ({rows}; rejected {self.rows_rejected:,}) from "
@@ -76,7 +77,8 @@ class IngestResult:
             return text
         return (text + ("\n" + table(self.timings) if self.timings else "")
                 + f"\nparser: compiled (ingest/_fastcsv.c) for {self.compiled_blocks:,} of {self.blocks:,} blocks, "
-                "pandas for the rest")
+                f"pandas for the rest; {self.reparsed_blocks:,} parsed twice (the quote parity guessed at their "
+                "start was wrong)")
 
 
 def ingest(config: IngestConfig) -> IngestResult:
@@ -157,7 +159,7 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
     timings.end()
     return IngestResult(config.out, summary.rows_read, summary.rows, summary.rows_rejected, rejects,
                         total, time.monotonic() - started, timings.record(), len(summary.blocks),
-                        summary.compiled_blocks)
+                        summary.compiled_blocks, summary.reparsed_blocks)
 
 
 def _prepare_output(config: IngestConfig, work: str) -> None:
@@ -388,6 +390,7 @@ class _InOrder:
 
     def take_redo(self) -> list[Block]:
         taken, self.redo = self.redo, []
+        self.summary.reparsed_blocks += len(taken)
         return taken
 
 

@@ -30,6 +30,7 @@ class Summary:
         self.segments = segments
         self.rows_read = self.rows_rejected = 0
         self.compiled_blocks = 0  # blocks the compiled parser took (the others: pandas)
+        self.reparsed_blocks = 0  # blocks parsed a second time, under the right quote parity (ingest.blocks)
         self.first_bad_row: list | None = None
         self.blocks: list[int] = []  # in block order
         self.rejected_blocks: list[tuple[int, int]] = []  # (block, the line of its first record)

@@ -398,6 +398,7 @@ def test_multiline_fields_across_shares(tmp_path, make_store, small_blocks, monk
         again = [b for b in parsed if b.odd is not None and not b.first]  # given a parity: the second round
         assert len(parsed) == len({b.index for b in parsed}) + len(again)
         assert (0 < len(again) < len(parsed) / 2 and parsed[-1] in again) if not guess else again == []
+        assert result.reparsed_blocks == len(again)
     else:
         from tests.ingest.test_shuffle import _arrays
         assert _arrays(out) == _arrays(make_store(str(tmp_path / "m.csv"), **(options | {"workers": 1}))[0])
@@ -444,7 +445,9 @@ def test_blocks_behind_a_wrong_guess_wait_on_disk_not_in_memory(tmp_path, make_s
 
     monkeypatch.setattr(ingest.pipeline._InOrder, "take", counting)
     out, result = make_store(str(path), dtypes={"id": "int", "x": "float", "t": "category"})
-    assert result.rows == {"train": 40_000 - 1}
+    assert result.rows == {"train": 40_000 - 1} and result.reparsed_blocks == 2  # the two shares inside the field
+    assert result.summary(verbose=True).endswith("; 2 parsed twice (the quote parity guessed at their start was "
+                                                 "wrong)")
     assert max(dicts for dicts, _ in held) <= 1 and max(n for _, n in held) >= 8  # 8+ blocks held up, on disk
     expected = pd.read_csv(path, dtype={"t": str})
     got = open_store(out).read_frame("train").sort_values("id")

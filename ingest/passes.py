@@ -14,6 +14,7 @@ the schema, the paths) is set once per process by :func:`set_context`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ class Context:
     n_buckets: int
     val_fraction: float | None
     stop_at_bad_row: bool
+    # Workers on other machines (a Dask cluster): the parent cannot know their boots, so each flushes its spill
+    # files and says so (shuffle.write_spill), and --resume trusts them unread (the local pool never flushes them).
+    flush_spill: bool = False
     schema: Schema | None = None
     writer: StoreWriter | None = None
 
@@ -72,11 +76,6 @@ class Context:
     def spill_buckets(self) -> int:
         """Buckets of the spill files: without a shuffle every row is in bucket 0 (the blocks give the order)."""
         return self.n_buckets if self.shuffle else 1
-
-    @property
-    def spill_flushed(self) -> str:
-        """Marks every spill file flushed to the disk (pipeline._SpillFlusher): ``--resume`` then trusts them."""
-        return os.path.join(self.work, "spill.flushed")
 
     @property
     def segments(self) -> str:
@@ -149,7 +148,7 @@ def parse_block(block: Block) -> dict:
         if name in records.dtype.names:
             records[name] = columns.T
     meta["stats"] = _block_stats(c.parser, [columns.T for columns in ordered], int(np.count_nonzero(split == 0)))
-    return write_spill(c.spill(block.index), records, keys, c.spill_buckets, meta)
+    return write_spill(c.spill(block.index), records, keys, c.spill_buckets, meta, flush=c.flush_spill)
 
 
 def _block_stats(parser: BlockParser, arrays: list[np.ndarray], n_train: int) -> dict:
@@ -205,20 +204,22 @@ def write_shard(item: ShardJob | ShardPart) -> int:
 def _shard_rows(c: Context, job: ShardJob) -> np.ndarray:
     """The rows of ``job`` (a shard, or some of its rows) in the store's order, as spill records."""
     s = SPLIT_NAMES.index(job.split)
-    table = _segments(c)
+    firsts, starts = _segments(c)  # per block and key: first row, first byte in the spill file
     rows = _scratch("shard", job.stop - job.start, c.dtype)
     at = 0
     with SpillReader(c.spill) as spill:
         for unit, size, lo, hi in job.pieces:
             if c.shuffle:
                 key = s * c.spill_buckets + unit
-                firsts, ends = table[:, key], table[:, key + 1]
-                blocks = np.flatnonzero(ends > firsts)
+                counts = firsts[:, key + 1] - firsts[:, key]
+                blocks = np.flatnonzero(counts).tolist()
                 records = _scratch("bucket", size, c.dtype)
-                _read(c, spill, [(b, firsts[b], ends[b] - firsts[b]) for b in blocks.tolist()], records)
+                _read(c, spill, [(b, int(starts[b, key]), int(counts[b]), 0, int(counts[b])) for b in blocks],
+                      records)
                 _gather(rows[at:at + hi - lo], records, bucket_permutation(c.seed, unit, s, size)[lo:hi])
             else:
-                _read(c, spill, [(unit, table[unit, s] + lo, hi - lo)], rows[at:at + hi - lo])
+                count = int(firsts[unit, s + 1] - firsts[unit, s])
+                _read(c, spill, [(unit, int(starts[unit, s]), count, lo, hi - lo)], rows[at:at + hi - lo])
             at += hi - lo
     if at != len(rows):
         raise StoreError(f"internal error: shard {job.shard} of {job.split} got {at} rows, expected {len(rows)}")
@@ -309,19 +310,29 @@ def _scratch(name: str, rows: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _read(c: Context, spill: SpillReader, segments, records: np.ndarray) -> None:
-    """Fill ``records`` with the rows of the spill ``segments`` [(block, first row, rows)], in order, with global
-    categorical codes (mapped for all rows at once: per segment it was a dozen numpy calls, and a bucket has a
-    segment in every block)."""
+    """Fill ``records`` with the rows of the spill ``segments`` [(block, byte, rows, first, taken)]: rows
+    ``first:first+taken`` of the segment of ``rows`` rows at ``byte`` of the block's spill file, in order, with
+    global categorical codes (mapped for all rows at once: per segment it was a dozen numpy calls, and a bucket has
+    a segment in every block).
+
+    A spill file that fails its checksum stops the ingest; its block's metadata is deleted first, so that
+    ``--resume`` parses that block again (the shards written so far hold only rows that passed theirs)."""
     at = 0
-    for block, first, count in segments:
-        spill.read(block, records[at:at + count], int(first))
-        at += count
+    for block, start, count, first, taken in segments:
+        try:
+            spill.read(block, records[at:at + taken], start, count, first)
+        except StoreError as exc:
+            with contextlib.suppress(FileNotFoundError):  # another worker may have met the same file
+                os.remove(c.spill(block) + ".json")
+            raise StoreError(f"{exc}; run the same command with --resume to parse its block again",
+                             path=exc.path) from None
+        at += taken
     if at != len(records):
         raise StoreError(f"internal error: a bucket's segments hold {at} rows, its count says {len(records)}")
     if "c" in records.dtype.names and len(records):
         maps, offsets = _maps(c)
-        block_of = np.repeat(np.array([block for block, _, _ in segments], np.intp),
-                             np.array([count for _, _, count in segments], np.intp))
+        block_of = np.repeat(np.array([block for block, *_ in segments], np.intp),
+                             np.array([taken for *_, taken in segments], np.intp))
         codes = records["c"]
         for j in range(codes.shape[1]):
             codes[:, j] = maps[j][offsets[j, block_of] + codes[:, j] + 1]  # -1 (missing) maps through index 0

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from store import (ATTRS_KEY, FORMAT_NAME, BadRowError, Lock, OptionError, OutputExistsError, SchemaError, StoreError,
-                   StoreWriter, from_os_error, fsync_file, is_remote, partial_path, publish, shard_path, write_atomic)
+                   StoreWriter, boot_id, from_os_error, is_remote, partial_path, publish, shard_path, write_atomic)
 
 from . import passes
 from .blocks import Block, Chain, plan_blocks
@@ -32,7 +32,7 @@ from .config import BLOCK_BYTES, BUCKET_BYTES, IngestConfig, bucket_count
 from .infer import infer_kinds
 from .parse import BlockParser
 from .progress import pass_bar
-from .shuffle import Segments, spill_intact
+from .shuffle import Segments, spill_bytes, spill_intact
 from .sources import resolve_sources
 from .summary import Summary, write_rejects
 from .timings import Timed, Timings, table
@@ -42,7 +42,7 @@ __all__ = ["ingest", "IngestResult", "WORK_MARKER", "is_store"]
 # Written first into every work directory: the only kind --resume continues and --overwrite deletes.
 WORK_MARKER = ".ingest-work"
 # The layout of the work files (spill, segments); a work directory of another layout is not resumed.
-WORK_LAYOUT = 6
+WORK_LAYOUT = 7
 _PARKED = ".old-ingest-"  # OUT.old-ingest-PID: a store being replaced, until the new one is in place
 _REMOVING = ".removing-ingest-"  # WORK.removing-ingest-PID: a work directory being deleted
 _CREATING = ".creating-ingest-"  # WORK.creating-ingest-PID: a work directory being made
@@ -131,7 +131,7 @@ def _build(config: IngestConfig, files: list, header: list[str], remote: bool, w
                        "kinds": kinds, "options": config.content_options(), "n_buckets": n_buckets,
                        "work_layout": WORK_LAYOUT})
     ctx = passes.Context(work, files, BlockParser(header, kinds, config.encoding), config.seed, config.shuffle,
-                         n_buckets, config.val_fraction, config.on_bad_rows == "error")
+                         n_buckets, config.val_fraction, config.on_bad_rows == "error", flush_spill=bool(config.dask))
     splits = ("train", "validation") if config.val or config.val_fraction else ("train",)
     summary = Summary(ctx.parser, kinds, config.label, splits, Segments(n_buckets, config.shuffle))
     timings.begin("parse")
@@ -310,25 +310,23 @@ def _parse_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, tot
     under the right one in a second round; an error is raised when its block comes in order, so errors are
     reported in file order."""
     planned = _Planned(ctx)
-    with _SpillFlusher(ctx) as flusher:
-        ordered = _InOrder(ctx, summary, flusher)
-        with pass_bar("pass 1/2 parse", total, "B", enabled=config.progress) as bar:
-            for meta in run(passes.parse_block, planned.todo()):
-                ordered.take({meta["block"]: meta} | planned.take_resumed())
-                bar.update(meta["bytes"] + planned.take_resumed_bytes())
-                bar.set_postfix_str(f"{summary.rows_read:,} rows", refresh=False)
+    ordered = _InOrder(ctx, summary)
+    with pass_bar("pass 1/2 parse", total, "B", enabled=config.progress) as bar:
+        for meta in run(passes.parse_block, planned.todo()):
+            ordered.take({meta["block"]: meta} | planned.take_resumed())
+            bar.update(meta["bytes"] + planned.take_resumed_bytes())
+            bar.set_postfix_str(f"{summary.rows_read:,} rows", refresh=False)
+            if ordered.stopped:
+                return  # every block before this one is in the summary: the first bad row in file order is there
+        ordered.take(planned.take_resumed())
+        bar.update(planned.take_resumed_bytes())
+        if ordered.redo:  # a second round, under the parities now known: it needs no third
+            for meta in run(passes.parse_block, ordered.take_redo()):
+                ordered.take({meta["block"]: meta})
                 if ordered.stopped:
-                    return  # every block before this one is in the summary: the first bad row in file order is there
-            ordered.take(planned.take_resumed())
-            bar.update(planned.take_resumed_bytes())
-            if ordered.redo:  # a second round, under the parities now known: it needs no third
-                for meta in run(passes.parse_block, ordered.take_redo()):
-                    ordered.take({meta["block"]: meta})
-                    if ordered.stopped:
-                        return
-        if ordered.waiting:
-            raise StoreError(f"internal error: blocks {sorted(ordered.waiting)[:5]} were not added in order")
-        flusher.finish(summary.blocks)
+                    return
+    if ordered.waiting:
+        raise StoreError(f"internal error: blocks {sorted(ordered.waiting)[:5]} were not added in order")
 
 
 class _InOrder:
@@ -341,8 +339,8 @@ class _InOrder:
     segments reach ~300 KB at 1,024 buckets): its metadata is read back from its file when its turn comes, so the
     parent's memory stays a few numbers per block however many blocks a wrong guess holds up."""
 
-    def __init__(self, ctx: passes.Context, summary: Summary, flusher: "_SpillFlusher"):
-        self.ctx, self.summary, self.flusher = ctx, summary, flusher
+    def __init__(self, ctx: passes.Context, summary: Summary):
+        self.ctx, self.summary = ctx, summary
         self.chain = Chain(ctx.files)
         self.arrived: dict[int, dict] = {}  # not yet checked: a block before it has not arrived
         self.checked: dict[int, dict | tuple] = {}  # checked, behind a block to be parsed again: see above
@@ -355,16 +353,12 @@ class _InOrder:
         for index, meta in metas.items():
             if index in self.waiting:  # parsed again, under the right parity
                 self.checked[index] = meta | {"line": self.waiting.pop(index) + meta["before"]}
-                if "spill_bytes" in meta:
-                    self.flusher.flush(index)
             else:
                 self.arrived[index] = meta
         while self.next_check in self.arrived:
             meta = self.arrived.pop(self.next_check)
             odd, line = self.chain.next(meta["file"], meta["quotes"], meta["newlines"])
             if meta["odd"] == odd:
-                if "spill_bytes" in meta:  # parsed and saved under the right parity: its spill file is final
-                    self.flusher.flush(self.next_check)
                 first_line = line + meta["before"]
                 if self.waiting and "spill_bytes" in meta:
                     block = Block(self.next_check, meta["file"], *meta["share"], first=False, odd=meta["odd"])
@@ -394,40 +388,6 @@ class _InOrder:
         return taken
 
 
-class _SpillFlusher:
-    """Flushes the spill files to the disk in the parent's threads while the workers parse on (a worker no longer
-    waits for its own: ingest.shuffle.write_spill), so that a write error the system meets later (EIO on a failing
-    disk) stops the ingest before the writing pass reads the spill back; then writes ``spill.flushed``, after which
-    ``--resume`` trusts the spill without reading it all to check its checksums (60 GB at 100 GB of CSV)."""
-
-    def __init__(self, ctx: passes.Context):
-        self.ctx = ctx
-        self.done = os.path.exists(ctx.spill_flushed)
-        self._pool = ThreadPoolExecutor(2)
-        self._flushing: dict[int, object] = {}
-
-    def flush(self, block: int) -> None:
-        if not self.done:
-            self._flushing[block] = self._pool.submit(fsync_file, self.ctx.spill(block) + ".bin")
-
-    def finish(self, blocks: list[int]) -> None:
-        """Once every block is parsed: flush the ones an earlier run parsed too, wait, mark the spill flushed."""
-        if self.done:
-            return
-        for block in blocks:
-            if block not in self._flushing:
-                self.flush(block)
-        for future in self._flushing.values():
-            future.result()  # an OSError (EIO, ENOSPC) stops the ingest here
-        write_atomic(self.ctx.spill_flushed, b"")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 class _Planned:
     """The blocks to parse: blocks a previous run finished (their metadata saved) are handed aside
     (:meth:`take_resumed`)."""
@@ -439,15 +399,18 @@ class _Planned:
         self._lock = threading.Lock()  # todo() runs in the pool's feeder thread, the parent reads here
 
     def todo(self):
-        flushed = os.path.exists(self.ctx.spill_flushed)
+        boot = boot_id()
         for block in plan_blocks(self.ctx.files, BLOCK_BYTES):
             meta_path = self.ctx.spill(block.index) + ".json"
             meta = None
             if os.path.exists(meta_path):
                 meta = _resumed_meta(meta_path, block, self.ctx.spill_buckets, self.ctx.dtype.itemsize)
-            # a spill the system never wrote whole (power cut: see write_spill) is parsed again; once the
-            # finished pass flushed them all (_SpillFlusher), they are trusted without reading them
-            if meta is not None and (flushed or spill_intact(self.ctx.spill(block.index), meta)):
+            # a spill file is not flushed (see write_spill; on a Dask cluster it is): on the boot that wrote it,
+            # what the system holds is what was written; after a reboot (a power cut) it is read back and checked,
+            # and parsed again if it does not match
+            trusted = meta is not None and (meta.get("flushed") or (boot is not None and meta.get("boot") == boot))
+            if meta is not None and spill_intact(self.ctx.spill(block.index), meta, self.ctx.dtype.itemsize,
+                                                 read=not trusted):
                 with self._lock:
                     self._resumed[block.index] = meta
                     self._resumed_bytes += block.stop - block.start
@@ -476,16 +439,18 @@ def _resumed_meta(path: str, block: Block, n_buckets: int, row_bytes: int) -> di
               and meta.get("share") == [block.start, block.stop] and type(meta.get("odd")) is bool
               and isinstance(meta.get("bad"), list) and not meta.get("error")
               and all(type(meta.get(k)) is int and meta[k] >= 0
-                      for k in ("rows", "rows_read", "rejected", "bytes", "spill_bytes", "spill_crc32c", "quotes",
-                                "newlines", "before"))
-              and meta["spill_bytes"] == meta["rows"] * row_bytes)
-        at = 0
+                      for k in ("rows", "rows_read", "rejected", "bytes", "spill_bytes", "quotes", "newlines",
+                                "before"))
+              and (meta.get("boot") is None or type(meta["boot"]) is str)
+              and type(meta.get("flushed", False)) is bool)
+        at = size = 0
         for segment in meta.get("segments", []) if ok else []:
             bucket, split, first, count = segment
             ok = ok and all(type(v) is int for v in segment) and 0 <= bucket < n_buckets and split in (0, 1) \
                 and first == at and count > 0
             at += count if ok else 0
-        ok = ok and (at == meta["rows"] or ("segments" not in meta and meta["bad"]))
+            size += int(spill_bytes(count, row_bytes)) if ok else 0
+        ok = ok and (at == meta["rows"] or ("segments" not in meta and meta["bad"])) and size == meta["spill_bytes"]
     except (OSError, ValueError, TypeError):
         ok = False
     if not ok:
@@ -507,7 +472,7 @@ def _writer(config: IngestConfig, ctx: passes.Context, summary: Summary) -> Stor
 def _shard_pass(config: IngestConfig, ctx: passes.Context, summary: Summary, run) -> None:
     """Pass 2: every shard not written by an earlier run, straight from the spill files."""
     segments = summary.segments
-    segments.save(ctx.segments)
+    segments.save(ctx.segments, ctx.dtype.itemsize)
     jobs = [job for s, split in enumerate(summary.rows)
             for job in segments.jobs(s, split, ctx.writer.shard_rows)]
     arrays = list(ctx.schema.arrays)

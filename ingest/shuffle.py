@@ -20,10 +20,15 @@ from dataclasses import dataclass
 import google_crc32c
 import numpy as np
 
-from store import StoreError, publish, temporary_name, write_atomic
+from store import StoreError, boot_id, publish, temporary_name, write_atomic, write_parts
 
 __all__ = ["row_hash", "bucket_of", "is_validation", "record_dtype", "spill_order", "write_spill", "spill_intact",
-           "SpillReader", "Segments", "ShardJob", "bucket_permutation", "save_array"]
+           "spill_bytes", "SpillReader", "Segments", "ShardJob", "bucket_permutation", "save_array", "RUN_ROWS"]
+
+# Rows per checksum of a spill file: each (split, bucket) segment's rows carry a CRC-32C per run of RUN_ROWS rows,
+# checked by every read. A shuffle reads whole segments (~40-600 rows each); without one, a shard reads part of a
+# block's segment and checks the runs it touches, reading at most 2 x RUN_ROWS rows more than it takes.
+RUN_ROWS = 1024
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -74,25 +79,54 @@ def spill_order(buckets: np.ndarray, split: np.ndarray, n_buckets: int) -> tuple
     return keys[order], order
 
 
-def write_spill(path: str, records: np.ndarray, keys: np.ndarray, n_buckets: int, meta: dict) -> dict:
+def _runs(count):
+    """Checksum runs of a segment of ``count`` rows (an array of counts, or one count)."""
+    return (count + RUN_ROWS - 1) // RUN_ROWS
+
+
+def spill_bytes(counts: np.ndarray, row_bytes: int) -> np.ndarray:
+    """Bytes of each segment of ``counts`` rows in a spill file: its runs' checksums, then its rows."""
+    counts = np.asarray(counts, np.int64)
+    return 4 * _runs(counts) + counts * row_bytes
+
+
+def _run_checksums(rows: np.ndarray) -> np.ndarray:
+    """CRC-32C of each run of RUN_ROWS rows of ``rows`` (structured, contiguous), the last run shorter."""
+    data = rows.view(np.uint8).reshape(-1)
+    step = RUN_ROWS * rows.dtype.itemsize
+    return np.array([google_crc32c.value(data[at:at + step]) for at in range(0, len(data), step)], "<u4")
+
+
+def write_spill(path: str, records: np.ndarray, keys: np.ndarray, n_buckets: int, meta: dict, *,
+                flush: bool = False) -> dict:
     """Write ``records`` (in spill order, ``keys`` ascending: see spill_order) to ``path``.bin and their metadata
     to ``path``.json (last: its existence marks the block done). Adds ``segments``: [bucket, split, first row,
-    rows] per non-empty group, in file order, and the ``.bin`` file's size and CRC-32C.
+    rows] per non-empty group, in file order, the ``.bin`` file's size and the boot (``store.boot_id``) of the
+    system that wrote it.
 
-    The rows are not flushed here (the metadata is): the worker goes on to its next block, and the parent flushes
-    the spill files in threads of its own before the writing pass reads them (ingest.pipeline._SpillFlusher, which
-    then marks the spill flushed). A ``kill -9`` loses nothing the system has not written yet; after a power cut
-    before that mark, ``--resume`` finds a torn or empty ``.bin`` by its size and checksum (:func:`spill_intact`)
-    and parses that block again."""
+    Each segment in the file is the CRC-32C of each run of RUN_ROWS of its rows (little-endian uint32), then its
+    rows: every read checks the rows it takes (:class:`SpillReader`), so a file the disk lost or damaged after it
+    was written (a failed write-back that nothing reported, a power cut) is never read into a store.
+
+    The file is not flushed to the disk (the metadata is) unless ``flush`` (then the metadata says ``flushed``):
+    the spill is scratch, deleted at the end, and an input that fits in memory never has to reach the disk. A
+    ``kill -9`` loses nothing the system holds; ``--resume`` on the same boot trusts what its metadata says is
+    there (:func:`spill_intact` checks its size), after a reboot it reads the spill back to check every run's
+    checksum and parses again a block whose spill does not match."""
     ids, starts, counts = np.unique(keys, return_index=True, return_counts=True)
-    data = records.view(np.uint8).reshape(-1)
+    parts = []
+    for first, count in zip(starts.tolist(), counts.tolist()):
+        rows = records[first:first + count]
+        parts += [_run_checksums(rows), rows.view(np.uint8).reshape(-1)]
     meta = dict(meta, segments=[[int(k) % n_buckets, int(k) // n_buckets, int(s), int(c)]
                                 for k, s, c in zip(ids, starts, counts)],
-                spill_bytes=int(data.nbytes), spill_crc32c=google_crc32c.value(data))
+                spill_bytes=int(spill_bytes(counts, records.dtype.itemsize).sum()), boot=boot_id(), flushed=flush)
     tmp = temporary_name(path + ".bin")
     try:
-        with open(tmp, "wb") as f:
-            f.write(memoryview(data))
+        with open(tmp, "wb", buffering=0) as f:
+            write_parts(f.fileno(), parts)
+            if flush:
+                os.fsync(f.fileno())
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -102,24 +136,28 @@ def write_spill(path: str, records: np.ndarray, keys: np.ndarray, n_buckets: int
     return meta
 
 
-def spill_intact(path: str, meta: dict) -> bool:
-    """Whether ``path``.bin holds what its metadata says (size and CRC-32C): until the spill is marked flushed,
-    what an interrupted ingest left is only trusted by ``--resume`` if so (see write_spill)."""
+def spill_intact(path: str, meta: dict, row_bytes: int, *, read: bool) -> bool:
+    """Whether ``path``.bin holds what its metadata says: its size, and with ``read`` every run's checksum (after
+    a reboot: see write_spill)."""
     try:
         with open(path + ".bin", "rb", buffering=0) as f:
             if os.fstat(f.fileno()).st_size != meta["spill_bytes"]:
                 return False
-            crc, buf = 0, bytearray(8 * 2**20)
-            while n := f.readinto(buf):
-                crc = google_crc32c.extend(crc, np.frombuffer(buf, np.uint8, n))
-    except OSError:
+            if not read:
+                return True
+            reader, at = SpillReader(None), 0
+            for _bucket, _split, _first, count in meta["segments"]:
+                reader.check(f.fileno(), path + ".bin", at, count, 0, np.empty(count, f"V{row_bytes}"))
+                at += int(spill_bytes(count, row_bytes))
+    except (OSError, StoreError):
         return False
-    return crc == meta["spill_crc32c"]
+    return True
 
 
 class SpillReader:
-    """Reads row ranges of spill files into structured arrays, keeping up to ``MAX_OPEN`` files open between reads
-    (a bucket is read from every block's file: at 100 GB, thousands of them, more than a process may open)."""
+    """Reads rows of spill segments into structured arrays, checking them against their runs' checksums, keeping up
+    to ``MAX_OPEN`` files open between reads (a bucket is read from every block's file: at 100 GB, thousands of
+    them, more than a process may open)."""
 
     MAX_OPEN = 128
 
@@ -127,21 +165,44 @@ class SpillReader:
         self.path_of = path_of  # block index -> spill path (without .bin)
         self._files: dict[int, int] = {}
 
-    def read(self, block: int, out: np.ndarray, first: int) -> None:
-        """Fill ``out`` with rows ``first .. first+len(out)`` of block ``block``'s spill file."""
+    def read(self, block: int, out: np.ndarray, at: int, count: int, first: int) -> None:
+        """Fill ``out`` with rows ``first .. first+len(out)`` of the segment of ``count`` rows that starts at byte
+        ``at`` of block ``block``'s spill file (Segments says where)."""
         fd = self._files.get(block)
         if fd is None:
             if len(self._files) >= self.MAX_OPEN:
                 self.close()
-            fd = self._files[block] = os.open(self.path_of(block) + ".bin", os.O_RDONLY)
-        view, at = memoryview(out).cast("B"), first * out.dtype.itemsize
-        while view.nbytes:
-            n = os.preadv(fd, [view], at)
-            if n <= 0:
-                raise StoreError(f"{self.path_of(block)}.bin is shorter than its metadata says: a work file of "
-                                 "the interrupted ingest is damaged; pass --overwrite instead of --resume to start "
-                                 "over", path=self.path_of(block) + ".bin")
-            view, at = view[n:], at + n
+            try:
+                fd = self._files[block] = os.open(self.path_of(block) + ".bin", os.O_RDONLY)
+            except FileNotFoundError:
+                raise StoreError(f"{self.path_of(block)}.bin is missing: the disk lost this work file after it was "
+                                 "written", path=self.path_of(block) + ".bin") from None
+        self.check(fd, self.path_of(block) + ".bin", at, count, first, out)
+
+    def check(self, fd: int, name: str, at: int, count: int, first: int, out: np.ndarray) -> None:
+        """:meth:`read` from the open file ``fd`` (``name``): the runs that hold the rows are read whole and
+        checked; a whole segment is one read (its checksums, then its rows)."""
+        n, row = len(out), out.dtype.itemsize
+        if not n:
+            return
+        r0, r1, runs = first // RUN_ROWS, _runs(first + n), _runs(count)
+        lo, hi = r0 * RUN_ROWS, min(r1 * RUN_ROWS, count)
+        sums = np.empty(r1 - r0, "<u4")
+        whole = first == 0 and n == count
+        if whole:
+            data = out.view(np.uint8).reshape(-1)
+            _read_fully(fd, name, [sums, data], at)
+        else:
+            data = _partial_buffer((hi - lo) * row)
+            _read_fully(fd, name, [sums], at + 4 * r0)
+            _read_fully(fd, name, [data], at + 4 * runs + lo * row)
+        step = RUN_ROWS * row
+        for i, expected in enumerate(sums.tolist()):
+            if google_crc32c.value(data[i * step:(i + 1) * step]) != expected:
+                raise StoreError(f"{name}: rows {lo + i * RUN_ROWS}.. of a segment fail their checksum: the disk "
+                                 "lost or changed this work file after it was written", path=name)
+        if not whole:
+            out.view(np.uint8).reshape(-1)[:] = data[(first - lo) * row:(first - lo + n) * row]
 
     def close(self) -> None:
         for fd in self._files.values():
@@ -155,11 +216,38 @@ class SpillReader:
         self.close()
 
 
+_PARTIAL = [np.empty(0, np.uint8)]
+
+
+def _partial_buffer(nbytes: int) -> np.ndarray:
+    """Where a part of a segment is read with the rest of its runs: one buffer per process, kept from one read to
+    the next (a fresh one pays its page faults again on every shard)."""
+    if _PARTIAL[0].nbytes < nbytes:
+        _PARTIAL[0] = np.empty(nbytes, np.uint8)
+    return _PARTIAL[0][:nbytes]
+
+
+def _read_fully(fd: int, name: str, arrays: list, at: int) -> None:
+    """Fill ``arrays`` (contiguous) one after another from byte ``at`` of ``fd``, going on after short reads."""
+    views = [memoryview(a).cast("B") for a in arrays if a.nbytes]
+    while views:
+        n = os.preadv(fd, views, at)
+        if n <= 0:
+            raise StoreError(f"{name} is shorter than its metadata says: the disk lost or changed this work file "
+                             "after it was written", path=name)
+        at += n
+        while views and n >= views[0].nbytes:
+            n -= views[0].nbytes
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
+
+
 class Segments:
     """Where each (split, bucket) lies in each block's spill file: the parsing pass's ``segments``, one row of counts
     per block (``2 * buckets`` counts, in file order: bucket 0 train, bucket 1 train, ..., bucket 0 validation, ...),
-    kept as compact arrays, not as the blocks' metadata. Saved as ``segments.npy`` (per block, the first row of each
-    key and the block's row count), which the writing pass memory-maps.
+    kept as compact arrays, not as the blocks' metadata. Saved as ``segments.npy`` (per block, the first row and the
+    first byte of each key), which the writing pass memory-maps.
 
     Without a shuffle every row is in bucket 0 (``n_buckets`` 1) and the blocks themselves are the units of the
     final order."""
@@ -181,13 +269,24 @@ class Segments:
     def rows(self, split: int) -> int:
         return int(sum(c[self._split(split)].sum(dtype=np.int64) for c in self.counts.values()))
 
-    def save(self, path: str) -> None:
-        """Per block (row ``block``): the first spill row of each key, then the block's row count."""
+    def save(self, path: str, row_bytes: int) -> None:
+        """Per block ``b``: ``table[0, b]``, the first row of each key, then the block's row count; ``table[1,
+        b]``, the byte where each key's segment starts in its spill file (see write_spill), then the file's size.
+        Written row by row into the memory-mapped file (at 100 GB the table is ~330 MB: never in memory whole)."""
         blocks = max(self.counts, default=-1) + 1
-        table = np.zeros((blocks, 2 * self.n_buckets + 1), np.int64)
-        for block, counts in self.counts.items():
-            table[block, 1:] = np.cumsum(counts, dtype=np.int64)
-        save_array(path, table)
+        tmp = temporary_name(path)
+        table = np.lib.format.open_memmap(tmp, "w+", np.int64, (2, blocks, 2 * self.n_buckets + 1))
+        try:
+            for block, counts in self.counts.items():
+                table[0, block, 1:] = np.cumsum(counts, dtype=np.int64)
+                table[1, block, 1:] = np.cumsum(spill_bytes(counts, row_bytes))
+            table.flush()
+            del table
+            publish(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
 
     def jobs(self, split: int, name: str, shard_rows: int) -> list[ShardJob]:
         """The shards of one split as work items: which bucket's (block's, without a shuffle) permuted rows each

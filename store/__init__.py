@@ -26,7 +26,7 @@ from .layout import (ATTRS_KEY, CATEGORY_ARRAY, COMPRESSIONS, FLOAT_ARRAY, FORMA
 # Categorical values: the strings' packed (offsets, utf8) form and the hashing of hashed columns.
 from .vocabulary import hashed_codes, pack_strings, unpack_strings, value_hashes
 # Durable files: the one way the project publishes what it writes (store, ingest work files, runs).
-from .files import fsync_dir, fsync_file, publish, temporary_name, write_atomic
+from .files import boot_id, fsync_dir, fsync_file, publish, temporary_name, write_atomic, write_parts
 # One writer at a time (an ingest's output, a training run's directory).
 from .lock import Lock
 # Where a store or source lives: a local path or an fsspec URL.
@@ -47,7 +47,7 @@ __all__ = [
     # categorical values
     "pack_strings", "unpack_strings", "value_hashes", "hashed_codes",
     # durable files
-    "write_atomic", "publish", "temporary_name", "fsync_file", "fsync_dir",
+    "write_atomic", "write_parts", "publish", "temporary_name", "fsync_file", "fsync_dir", "boot_id",
     # locks and locations
     "Lock", "is_remote", "filesystem", "size_of",
 ]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import errno
 import os
 
-__all__ = ["write_atomic", "publish", "fsync_file", "fsync_dir", "sync_tree", "temporary_name"]
+__all__ = ["write_atomic", "write_parts", "publish", "fsync_file", "fsync_dir", "sync_tree", "temporary_name",
+           "boot_id"]
 
 
 def temporary_name(path: str) -> str:
@@ -28,7 +29,7 @@ def write_atomic(path: str, data) -> None:
     tmp = temporary_name(path)
     try:
         with open(tmp, "wb", buffering=0) as f:
-            _write_parts(f.fileno(), data if isinstance(data, list) else [data])
+            write_parts(f.fileno(), data if isinstance(data, list) else [data])
             os.fsync(f.fileno())
     except BaseException:
         _remove_quietly(tmp)
@@ -39,7 +40,7 @@ def write_atomic(path: str, data) -> None:
 _IOV_MAX = 1024  # buffers per writev call (Linux's IOV_MAX)
 
 
-def _write_parts(fd: int, parts: list) -> None:
+def write_parts(fd: int, parts: list) -> None:
     """Write every buffer of ``parts`` in order with ``os.writev`` (a shard's ~240 chunks in one call, not joined
     into one copy first), going on after short writes."""
     views = [view for view in (memoryview(p).cast("B") for p in parts) if view.nbytes]
@@ -95,6 +96,18 @@ def sync_tree(path: str) -> None:
             if not os.path.islink(full):
                 fsync_file(full)
         fsync_dir(folder)
+
+
+def boot_id() -> str | None:
+    """This boot of the system (Linux: a random id it draws at boot), or None where it is not known: what a
+    process wrote without flushing survives its own ``kill -9`` (the system holds it) but not a power cut or a
+    crash of the system, after which the id differs. Scratch files that are never flushed record it, so that a
+    resumed run trusts them unread on the same boot only."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _remove_quietly(path: str) -> None:

@@ -3,7 +3,6 @@ store an uninterrupted run gives. Existing outputs are never touched without --o
 
 from __future__ import annotations
 
-import errno
 import glob
 import json
 import os
@@ -14,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -248,62 +248,101 @@ def test_resume_of_a_complete_store_says_so(tmp_path, quest_csv, make_store):
         run_ingest(IngestConfig([quest_csv], out, resume=True, workers=1, progress=False))
 
 
-def test_resume_parses_again_a_block_whose_spill_was_never_written_whole(tmp_path, quest_csv, small_blocks,
-                                                                        monkeypatch):
-    """Spill rows are not flushed by the workers (ingest.shuffle.write_spill): after a power cut before the parent
-    flushed them all (pipeline._SpillFlusher, which then writes spill.flushed), a finished block's .bin can be
-    empty, short or hold stale bytes. --resume checks its size and CRC-32C and parses the block again."""
+def test_resume_after_a_reboot_parses_again_a_block_whose_spill_was_never_written_whole(tmp_path, quest_csv,
+                                                                                       small_blocks, monkeypatch):
+    """Spill files are never flushed (ingest.shuffle.write_spill): after a power cut, a finished block's .bin can
+    be empty, short or hold stale bytes. --resume on another boot (store.boot_id) reads every spill file back,
+    checks its size and its runs' checksums, and parses those blocks again."""
     options, reference, out = _crashed(tmp_path, quest_csv, monkeypatch, "write_shard", 0)
-    os.remove(os.path.join(partial_path(out), "spill.flushed"))  # the power cut came before the flush ended
     spills = sorted(glob.glob(os.path.join(partial_path(out), "spill", "*.bin")))
-    assert len(spills) >= 3
+    assert len(spills) >= 4
     with open(spills[0], "r+b") as f:
         f.truncate(0)
     with open(spills[1], "r+b") as f:
         f.truncate(os.path.getsize(spills[1]) // 2)
     with open(spills[2], "r+b") as f:
-        f.seek(7)
+        f.seek(-7, os.SEEK_END)  # a row's byte (the start of a segment is its checksums)
         byte = f.read(1)
-        f.seek(7)
+        f.seek(-7, os.SEEK_END)
         f.write(bytes([byte[0] ^ 0xFF]))
     parsed = []
     real = ingest.passes.parse_block
     monkeypatch.setattr(ingest.passes, "parse_block", lambda block: parsed.append(block.index) or real(block))
+    monkeypatch.setattr(ingest.pipeline, "boot_id", lambda: "another boot")
     run_ingest(IngestConfig(out=out, resume=True, **options))
     assert sorted(parsed) == [0, 1, 2]
     assert _arrays(out) == _arrays(reference)
 
 
-def test_resume_trusts_a_spill_the_finished_pass_flushed(tmp_path, quest_csv, small_blocks, monkeypatch):
-    """After the parsing pass flushed every spill file (spill.flushed), a resumed ingest does not read the spill
-    to check it (60 GB for 100 GB of CSV)."""
+def test_resume_on_the_same_boot_trusts_the_spill_unread(tmp_path, quest_csv, small_blocks, monkeypatch):
+    """After a kill on the same boot the system still holds every spill file as it was written: a resumed ingest
+    checks their sizes, not their bytes (60 GB for 100 GB of CSV), and parses nothing again."""
     options, reference, out = _crashed(tmp_path, quest_csv, monkeypatch, "write_shard", 1)
-    assert os.path.exists(os.path.join(partial_path(out), "spill.flushed"))
-    monkeypatch.setattr(ingest.pipeline, "spill_intact", lambda *a: pytest.fail("the spill was read to check it"))
+    real = ingest.pipeline.spill_intact
+    checked = []
+
+    def unread(path, meta, row_bytes, *, read):
+        assert not read, "the spill was read to check it"
+        checked.append(path)
+        return real(path, meta, row_bytes, read=read)
+
+    monkeypatch.setattr(ingest.pipeline, "spill_intact", unread)
+    monkeypatch.setattr(ingest.passes, "parse_block", lambda block: pytest.fail(f"block {block.index} parsed again"))
+    run_ingest(IngestConfig(out=out, resume=True, **options))
+    assert len(checked) >= 4
+    assert _arrays(out) == _arrays(reference)
+
+
+def test_resume_trusts_unread_a_spill_its_workers_flushed(tmp_path, quest_csv, small_blocks, monkeypatch):
+    """On a Dask cluster the parent cannot know the workers' boots: each worker flushes its spill files and says
+    so (Context.flush_spill), and --resume trusts them unread on any boot."""
+    real_write = ingest.passes.write_spill
+    monkeypatch.setattr(ingest.passes, "write_spill", lambda *args, flush: real_write(*args, flush=True))
+    options, reference, out = _crashed(tmp_path, quest_csv, monkeypatch, "write_shard", 1)
+    metas = glob.glob(os.path.join(partial_path(out), "spill", "*.json"))
+    assert metas and all(json.loads(Path(path).read_text())["flushed"] is True for path in metas)
+    real = ingest.pipeline.spill_intact
+
+    def unread(path, meta, row_bytes, *, read):
+        assert not read, "the spill was read to check it"
+        return real(path, meta, row_bytes, read=read)
+
+    monkeypatch.setattr(ingest.pipeline, "boot_id", lambda: "another boot")
+    monkeypatch.setattr(ingest.pipeline, "spill_intact", unread)
     monkeypatch.setattr(ingest.passes, "parse_block", lambda block: pytest.fail(f"block {block.index} parsed again"))
     run_ingest(IngestConfig(out=out, resume=True, **options))
     assert _arrays(out) == _arrays(reference)
 
 
-def test_a_spill_the_disk_failed_to_write_stops_the_ingest_before_the_writing_pass(tmp_path, quest_csv,
-                                                                                   small_blocks, monkeypatch):
-    """A write error the system meets after the worker wrote its spill (EIO from a failing disk) surfaces when the
-    parent flushes it, before the writing pass could read stale bytes into the store; --resume can continue."""
+def test_a_spill_the_disk_damaged_stops_the_writing_pass_and_resume_parses_its_block_again(tmp_path, quest_csv,
+                                                                                         small_blocks, monkeypatch):
+    """A spill file the disk lost or changed after the worker wrote it (a write-back error nothing reported, the
+    pages read back from the disk) fails its checksum when the writing pass reads it: the ingest stops with one
+    line naming it, before those rows reach a shard, and --resume parses that block again (on the same boot)."""
     options = dict(sources=[quest_csv], val_fraction=0.1, label="clear", batch_size=50, workers=1, progress=False)
+    reference = str(tmp_path / "reference.zarr")
+    run_ingest(IngestConfig(out=reference, **options))
     out = str(tmp_path / "out.zarr")
-    real = ingest.pipeline.fsync_file
+    real_pass = ingest.pipeline._shard_pass
 
-    def failing(path):
-        if path.endswith("000001.bin"):
-            raise OSError(errno.EIO, "Input/output error", path)
-        real(path)
+    def damaged_then_written(config, ctx, summary, run):
+        with open(ctx.spill(2) + ".bin", "r+b") as f:
+            f.seek(-3, os.SEEK_END)
+            f.write(b"\xff\xff")
+        real_pass(config, ctx, summary, run)
 
-    monkeypatch.setattr(ingest.pipeline, "fsync_file", failing)
-    monkeypatch.setattr(ingest.passes, "write_shard", lambda job: pytest.fail("the writing pass started"))
-    with pytest.raises(OSError) as info:
-        run_ingest(IngestConfig(out=out, **options))
-    assert info.value.errno == errno.EIO
-    assert not os.path.exists(os.path.join(partial_path(out), "spill.flushed"))
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest.pipeline, "_shard_pass", damaged_then_written)
+        with pytest.raises(StoreError, match=r"spill/000002\.bin: rows \d+\.\. of a segment fail their "
+                                             r"checksum.*--resume"):
+            run_ingest(IngestConfig(out=out, **options))
+    assert not os.path.exists(os.path.join(partial_path(out), "spill", "000002.json"))
+    parsed = []
+    real = ingest.passes.parse_block
+    monkeypatch.setattr(ingest.passes, "parse_block", lambda block: parsed.append(block.index) or real(block))
+    run_ingest(IngestConfig(out=out, resume=True, **options))
+    assert parsed == [2]
+    assert _arrays(out) == _arrays(reference)
 
 
 @pytest.mark.parametrize("damage", ["huge count", "not json", "other block"])

@@ -14,7 +14,7 @@ import ingest.passes
 import ingest.pipeline
 from ingest.passes import ShardPart
 from ingest.pipeline import _shard_items
-from ingest.shuffle import Segments, ShardJob, SpillReader
+from ingest.shuffle import RUN_ROWS, Segments, ShardJob, SpillReader, spill_intact, write_spill
 from store import StoreError, open_store
 from tests.helpers import tree, without_timings
 from tools.synth import write_csv
@@ -202,23 +202,92 @@ def test_the_segment_table_says_where_each_bucket_lies(tmp_path):
     table.add(0, [[0, 0, 0, 3], [1, 0, 3, 2], [1, 1, 5, 4]])  # [bucket, split, first, rows]
     table.add(1, [[0, 1, 0, 1]])
     path = str(tmp_path / "segments.npy")
-    table.save(path)
+    table.save(path, row_bytes=8)
+    rows, starts = np.load(path).tolist()
     # per block: first row of (bucket 0 train, bucket 1 train, bucket 0 validation, bucket 1 validation), then rows
-    assert np.load(path).tolist() == [[0, 3, 5, 5, 9], [0, 0, 0, 1, 1]]
+    assert rows == [[0, 3, 5, 5, 9], [0, 0, 0, 1, 1]]
+    # ... and the byte where each segment starts: its runs' checksums (4 bytes each), then its rows (8 bytes each)
+    assert starts == [[0, 4 + 24, 28 + 4 + 16, 48, 48 + 4 + 32], [0, 0, 0, 4 + 8, 12]]
+
+
+def _spill(tmp_path, name, counts, dtype=np.dtype([("f", "<f4", (3,)), ("i", "<i8", (1,))])):
+    """A spill file of rows whose keys have ``counts`` rows each (in file order), and its records and metadata."""
+    keys = np.repeat(np.arange(len(counts)), counts).astype(np.uint16)
+    records = np.zeros(len(keys), dtype)
+    records["f"] = np.arange(len(keys) * 3, dtype=np.float32).reshape(-1, 3)
+    records["i"][:, 0] = np.arange(len(keys)) * 7
+    path = str(tmp_path / name)
+    meta = write_spill(path, records, keys, n_buckets=len(counts) // 2, meta={"block": 0})
+    table = Segments(len(counts) // 2, shuffle=True)
+    table.add(0, meta["segments"])
+    table.save(str(tmp_path / f"{name}.segments.npy"), dtype.itemsize)
+    firsts, starts = np.load(str(tmp_path / f"{name}.segments.npy"))
+    return path, records, meta, firsts[0], starts[0]
+
+
+def test_a_spill_file_reads_back_any_rows_of_its_segments_checked(tmp_path):
+    """Whole segments (a shuffle's reads) and any rows of one (a shard's part of a block without a shuffle),
+    across checksum runs, read back what was written."""
+    counts = [3, 0, 2 * RUN_ROWS + 5, RUN_ROWS, 1, 0]
+    path, records, meta, firsts, starts = _spill(tmp_path, "000000", counts)
+    assert meta["spill_bytes"] == os.path.getsize(path + ".bin") == starts[-1]
+    assert spill_intact(path, meta, records.dtype.itemsize, read=True)
+    rng = np.random.default_rng(0)
+    with SpillReader(lambda block: path) as spill:
+        for key, count in enumerate(counts):
+            lo = int(firsts[key])
+            ranges = [(0, count)] + [tuple(sorted(rng.integers(0, count + 1, 2).tolist())) for _ in range(20)]
+            for first, stop in ranges + [(RUN_ROWS - 1, RUN_ROWS + 1), (RUN_ROWS, 2 * RUN_ROWS)] * (count > RUN_ROWS):
+                out = np.empty(stop - first, records.dtype)
+                spill.read(0, out, int(starts[key]), count, first)
+                assert out.tobytes() == records[lo + first:lo + stop].tobytes(), (key, first, stop)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "remove"])
+def test_a_spill_file_the_disk_damaged_is_never_read_as_rows(tmp_path, damage):
+    """A spill file is never flushed (ingest.shuffle.write_spill): what the disk lost or changed after it was
+    written fails the checksum of the runs it is in, is missing or short — one line naming the file — while the
+    other rows still read; after a reboot --resume finds it by reading the file (spill_intact)."""
+    counts = [5, 2 * RUN_ROWS + 5]
+    path, records, meta, firsts, starts = _spill(tmp_path, "000003", counts)
+    row = records.dtype.itemsize
+    bad = int(starts[1]) + 4 * 3 + (RUN_ROWS + 10) * row  # in the second run of the second segment
+    if damage == "flip":
+        with open(path + ".bin", "r+b") as f:
+            f.seek(bad)
+            byte = f.read(1)
+            f.seek(bad)
+            f.write(bytes([byte[0] ^ 0x01]))
+    elif damage == "truncate":
+        os.truncate(path + ".bin", bad)
+    else:
+        os.remove(path + ".bin")
+    assert not spill_intact(path, meta, row, read=True)
+    assert spill_intact(path, meta, row, read=False) == (damage == "flip")  # the same boot trusts its size
+    with SpillReader(lambda block: path) as spill:
+        with pytest.raises(StoreError, match=f"{path}.bin") as info:
+            spill.read(3, np.empty(counts[1], records.dtype), int(starts[1]), counts[1], 0)
+        assert "\n" not in str(info.value)
+        with pytest.raises(StoreError):
+            spill.read(3, np.empty(2, records.dtype), int(starts[1]), counts[1], RUN_ROWS + 9)
+        readable = {"flip": [(0, RUN_ROWS), (2 * RUN_ROWS, counts[1])], "truncate": [(0, RUN_ROWS)], "remove": []}
+        for first, stop in readable[damage]:  # the runs before (and after) the damage
+            out = np.empty(stop - first, records.dtype)
+            spill.read(3, out, int(starts[1]), counts[1], first)
+            assert out.tobytes() == records[counts[0] + first:counts[0] + stop].tobytes()
 
 
 def test_the_spill_reader_keeps_few_files_open(tmp_path, monkeypatch):
     """A bucket is read from every block's spill file; at 100 GB that is thousands of files, beyond a process's
     limit of open files: the reader closes them as it goes."""
-    dtype = np.dtype([("f", "<f4", (2,))])
-    for block in range(10):
-        (tmp_path / f"{block:06d}.bin").write_bytes(np.full(3, block, dtype).tobytes())
+    spills = [_spill(tmp_path, f"{block:06d}", [3, 0]) for block in range(10)]
     monkeypatch.setattr(SpillReader, "MAX_OPEN", 4)
     with SpillReader(lambda block: str(tmp_path / f"{block:06d}")) as spill:
         for block in list(range(10)) * 2:
-            out = np.empty(2, dtype)
-            spill.read(block, out, 1)
-            assert (out["f"] == block).all()
+            _path, records, _meta, _firsts, starts = spills[block]
+            out = np.empty(2, records.dtype)
+            spill.read(block, out, int(starts[0]), 3, 1)
+            assert out.tobytes() == records[1:3].tobytes()
             assert len(spill._files) <= 4
     assert not spill._files
 

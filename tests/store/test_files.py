@@ -84,3 +84,20 @@ def test_write_atomic_writes_a_list_of_parts_in_order(tmp_path, monkeypatch, sho
     files.write_atomic(str(path), b"".join(parts))  # one buffer: the same loop (the file is opened unbuffered)
     assert path.read_bytes() == b"".join(parts)
     assert os.listdir(tmp_path) == ["shard"]
+
+
+def test_boot_id_names_this_boot_and_is_none_where_unknown(monkeypatch):
+    """What an ingest's unflushed scratch files record (ingest.shuffle.write_spill): the same id for every process
+    of this boot (a resumed run trusts them unread only then), None where the system does not say."""
+    first = files.boot_id()
+    if os.path.exists("/proc/sys/kernel/random/boot_id"):
+        assert first and first == files.boot_id() and "\n" not in first
+    real_open = open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_proc)
+    assert files.boot_id() is None

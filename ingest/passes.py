@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -296,16 +297,17 @@ def _gather(out: np.ndarray, records: np.ndarray, index: np.ndarray) -> None:
     np.take(records.view(opaque), index, out=out.view(opaque), mode="clip")
 
 
-_SCRATCH: dict[str, np.ndarray] = {}
+_SCRATCH = threading.local()  # a Dask worker runs several items at once in its threads: a buffer per thread
 
 
 def _scratch(name: str, rows: int, dtype: np.dtype) -> np.ndarray:
-    """A per-process buffer of ``rows`` rows, reused from one work item to the next: a fresh array of tens of MB
+    """A buffer of ``rows`` rows per thread, reused from one work item to the next: a fresh array of tens of MB
     costs its page faults again on every item (reading the spill into fresh memory took ~2x as long)."""
     need = rows * dtype.itemsize
-    buf = _SCRATCH.get(name)
+    buffers = _SCRATCH.__dict__
+    buf = buffers.get(name)
     if buf is None or buf.nbytes < need:
-        _SCRATCH[name] = buf = np.empty(max(need, 1), np.uint8)
+        buffers[name] = buf = np.empty(max(need, 1), np.uint8)
     return buf[:need].view(dtype)
 
 

@@ -439,18 +439,19 @@ def _resumed_meta(path: str, block: Block, n_buckets: int, row_bytes: int) -> di
               and meta.get("share") == [block.start, block.stop] and type(meta.get("odd")) is bool
               and isinstance(meta.get("bad"), list) and not meta.get("error")
               and all(type(meta.get(k)) is int and meta[k] >= 0
-                      for k in ("rows", "rows_read", "rejected", "bytes", "spill_bytes", "quotes", "newlines",
-                                "before"))
+                      for k in ("rows", "rows_read", "rejected", "bytes", "spill_bytes", "spill_sums", "quotes",
+                                "newlines", "before"))
               and (meta.get("boot") is None or type(meta["boot"]) is str)
               and type(meta.get("flushed", False)) is bool)
         at = size = 0
-        for segment in meta.get("segments", []) if ok else []:
+        ok = ok and isinstance(meta.get("segments"), list)  # every saved block has them (none: no rows)
+        for segment in meta["segments"] if ok else []:
             bucket, split, first, count = segment
             ok = ok and all(type(v) is int for v in segment) and 0 <= bucket < n_buckets and split in (0, 1) \
-                and first == at and count > 0
+                and first == at and 0 < count < 2**32  # a block holds fewer than 2^32 rows (Segments.add)
             at += count if ok else 0
             size += int(spill_bytes(count, row_bytes)) if ok else 0
-        ok = ok and (at == meta["rows"] or ("segments" not in meta and meta["bad"])) and size == meta["spill_bytes"]
+        ok = ok and at == meta["rows"] and size == meta["spill_bytes"]
     except (OSError, ValueError, TypeError):
         ok = False
     if not ok:

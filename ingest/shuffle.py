@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 
 import google_crc32c
@@ -101,8 +102,9 @@ def write_spill(path: str, records: np.ndarray, keys: np.ndarray, n_buckets: int
                 flush: bool = False) -> dict:
     """Write ``records`` (in spill order, ``keys`` ascending: see spill_order) to ``path``.bin and their metadata
     to ``path``.json (last: its existence marks the block done). Adds ``segments``: [bucket, split, first row,
-    rows] per non-empty group, in file order, the ``.bin`` file's size and the boot (``store.boot_id``) of the
-    system that wrote it.
+    rows] per non-empty group, in file order, the ``.bin`` file's size, the CRC-32C of its checksums (``spill_sums``:
+    they are the file's, not an older one's of the same size) and the boot (``store.boot_id``) of the system that
+    wrote it.
 
     Each segment in the file is the CRC-32C of each run of RUN_ROWS of its rows (little-endian uint32), then its
     rows: every read checks the rows it takes (:class:`SpillReader`), so a file the disk lost or damaged after it
@@ -114,13 +116,15 @@ def write_spill(path: str, records: np.ndarray, keys: np.ndarray, n_buckets: int
     there (:func:`spill_intact` checks its size), after a reboot it reads the spill back to check every run's
     checksum and parses again a block whose spill does not match."""
     ids, starts, counts = np.unique(keys, return_index=True, return_counts=True)
-    parts = []
+    parts, sums = [], 0
     for first, count in zip(starts.tolist(), counts.tolist()):
         rows = records[first:first + count]
         parts += [_run_checksums(rows), rows.view(np.uint8).reshape(-1)]
+        sums = google_crc32c.extend(sums, parts[-2].view(np.uint8))
     meta = dict(meta, segments=[[int(k) % n_buckets, int(k) // n_buckets, int(s), int(c)]
                                 for k, s, c in zip(ids, starts, counts)],
-                spill_bytes=int(spill_bytes(counts, records.dtype.itemsize).sum()), boot=boot_id(), flushed=flush)
+                spill_bytes=int(spill_bytes(counts, records.dtype.itemsize).sum()), spill_sums=sums, boot=boot_id(),
+                flushed=flush)
     tmp = temporary_name(path + ".bin")
     try:
         with open(tmp, "wb", buffering=0) as f:
@@ -145,13 +149,14 @@ def spill_intact(path: str, meta: dict, row_bytes: int, *, read: bool) -> bool:
                 return False
             if not read:
                 return True
-            reader, at = SpillReader(None), 0
+            reader, at, sums = SpillReader(None), 0, 0
             for _bucket, _split, _first, count in meta["segments"]:
-                reader.check(f.fileno(), path + ".bin", at, count, 0, np.empty(count, f"V{row_bytes}"))
+                checked = reader.check(f.fileno(), path + ".bin", at, count, 0, np.empty(count, f"V{row_bytes}"))
+                sums = google_crc32c.extend(sums, checked.view(np.uint8))
                 at += int(spill_bytes(count, row_bytes))
     except (OSError, StoreError):
         return False
-    return True
+    return sums == meta["spill_sums"]
 
 
 class SpillReader:
@@ -179,12 +184,12 @@ class SpillReader:
                                  "written", path=self.path_of(block) + ".bin") from None
         self.check(fd, self.path_of(block) + ".bin", at, count, first, out)
 
-    def check(self, fd: int, name: str, at: int, count: int, first: int, out: np.ndarray) -> None:
+    def check(self, fd: int, name: str, at: int, count: int, first: int, out: np.ndarray) -> np.ndarray:
         """:meth:`read` from the open file ``fd`` (``name``): the runs that hold the rows are read whole and
-        checked; a whole segment is one read (its checksums, then its rows)."""
+        checked; a whole segment is one read (its checksums, then its rows). Returns those runs' checksums."""
         n, row = len(out), out.dtype.itemsize
         if not n:
-            return
+            return np.empty(0, "<u4")
         r0, r1, runs = first // RUN_ROWS, _runs(first + n), _runs(count)
         lo, hi = r0 * RUN_ROWS, min(r1 * RUN_ROWS, count)
         sums = np.empty(r1 - r0, "<u4")
@@ -203,6 +208,7 @@ class SpillReader:
                                  "lost or changed this work file after it was written", path=name)
         if not whole:
             out.view(np.uint8).reshape(-1)[:] = data[(first - lo) * row:(first - lo + n) * row]
+        return sums
 
     def close(self) -> None:
         for fd in self._files.values():
@@ -216,15 +222,16 @@ class SpillReader:
         self.close()
 
 
-_PARTIAL = [np.empty(0, np.uint8)]
+_PARTIAL = threading.local()
 
 
 def _partial_buffer(nbytes: int) -> np.ndarray:
-    """Where a part of a segment is read with the rest of its runs: one buffer per process, kept from one read to
-    the next (a fresh one pays its page faults again on every shard)."""
-    if _PARTIAL[0].nbytes < nbytes:
-        _PARTIAL[0] = np.empty(nbytes, np.uint8)
-    return _PARTIAL[0][:nbytes]
+    """Where a part of a segment is read with the rest of its runs: one buffer per thread (a Dask worker runs
+    several items at once), kept from one read to the next (a fresh one pays its page faults again every time)."""
+    buf = getattr(_PARTIAL, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        _PARTIAL.buf = buf = np.empty(nbytes, np.uint8)
+    return buf[:nbytes]
 
 
 def _read_fully(fd: int, name: str, arrays: list, at: int) -> None:

@@ -345,7 +345,8 @@ def test_a_spill_the_disk_damaged_stops_the_writing_pass_and_resume_parses_its_b
     assert _arrays(out) == _arrays(reference)
 
 
-@pytest.mark.parametrize("damage", ["huge count", "not json", "other block"])
+@pytest.mark.parametrize("damage", ["huge count", "count past int64", "not json", "other block", "no segments",
+                                    "flushed of another type", "boot of another type"])
 def test_resume_refuses_a_damaged_work_file(tmp_path, quest_csv, small_blocks, monkeypatch, damage):
     """A finished block's metadata is read back by --resume and sizes the writing pass's buffers: a damaged one is
     one line naming it, never a huge allocation or a wrong store."""
@@ -360,8 +361,19 @@ def test_resume_refuses_a_damaged_work_file(tmp_path, quest_csv, small_blocks, m
         meta = json.load(f)
     if damage == "huge count":
         meta["segments"][0][3] = 2**40
+    elif damage == "count past int64":
+        meta["segments"][0][3] = meta["rows"] = 2**70
     elif damage == "other block":
         meta["block"] = 0
+    elif damage == "no segments":
+        del meta["segments"]
+        meta["rows"], meta["spill_bytes"], meta["bad"] = 0, 0, [["x", 1, None, "r", None]]
+        os.truncate(path[:-len(".json")] + ".bin", 0)
+        monkeypatch.setattr(ingest.pipeline, "boot_id", lambda: "another boot")
+    elif damage.startswith("flushed"):
+        meta["flushed"] = "yes"
+    elif damage.startswith("boot"):
+        meta["boot"] = [1]
     with open(path, "w", encoding="utf-8") as f:
         f.write("{" if damage == "not json" else json.dumps(meta))
     with pytest.raises(StoreError, match=r"spill/000001\.json: a work file of the interrupted ingest is damaged; "

@@ -149,9 +149,9 @@ def spill_intact(path: str, meta: dict, row_bytes: int, *, read: bool) -> bool:
                 return False
             if not read:
                 return True
-            reader, at, sums = SpillReader(None), 0, 0
+            at, sums = 0, 0
             for _bucket, _split, _first, count in meta["segments"]:
-                checked = reader.check(f.fileno(), path + ".bin", at, count, 0, np.empty(count, f"V{row_bytes}"))
+                checked = _read_checked(f.fileno(), path + ".bin", at, count, 0, np.empty(count, f"V{row_bytes}"))
                 sums = google_crc32c.extend(sums, checked.view(np.uint8))
                 at += int(spill_bytes(count, row_bytes))
     except (OSError, StoreError):
@@ -182,33 +182,7 @@ class SpillReader:
             except FileNotFoundError:
                 raise StoreError(f"{self.path_of(block)}.bin is missing: the disk lost this work file after it was "
                                  "written", path=self.path_of(block) + ".bin") from None
-        self.check(fd, self.path_of(block) + ".bin", at, count, first, out)
-
-    def check(self, fd: int, name: str, at: int, count: int, first: int, out: np.ndarray) -> np.ndarray:
-        """:meth:`read` from the open file ``fd`` (``name``): the runs that hold the rows are read whole and
-        checked; a whole segment is one read (its checksums, then its rows). Returns those runs' checksums."""
-        n, row = len(out), out.dtype.itemsize
-        if not n:
-            return np.empty(0, "<u4")
-        r0, r1, runs = first // RUN_ROWS, _runs(first + n), _runs(count)
-        lo, hi = r0 * RUN_ROWS, min(r1 * RUN_ROWS, count)
-        sums = np.empty(r1 - r0, "<u4")
-        whole = first == 0 and n == count
-        if whole:
-            data = out.view(np.uint8).reshape(-1)
-            _read_fully(fd, name, [sums, data], at)
-        else:
-            data = _partial_buffer((hi - lo) * row)
-            _read_fully(fd, name, [sums], at + 4 * r0)
-            _read_fully(fd, name, [data], at + 4 * runs + lo * row)
-        step = RUN_ROWS * row
-        for i, expected in enumerate(sums.tolist()):
-            if google_crc32c.value(data[i * step:(i + 1) * step]) != expected:
-                raise StoreError(f"{name}: rows {lo + i * RUN_ROWS}.. of a segment fail their checksum: the disk "
-                                 "lost or changed this work file after it was written", path=name)
-        if not whole:
-            out.view(np.uint8).reshape(-1)[:] = data[(first - lo) * row:(first - lo + n) * row]
-        return sums
+        _read_checked(fd, self.path_of(block) + ".bin", at, count, first, out)
 
     def close(self) -> None:
         for fd in self._files.values():
@@ -220,6 +194,34 @@ class SpillReader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _read_checked(fd: int, name: str, at: int, count: int, first: int, out: np.ndarray) -> np.ndarray:
+    """:meth:`SpillReader.read` from the open file ``fd`` (``name``): the runs that hold the rows are read
+    whole and checked; a whole segment is one read (its checksums, then its rows). Returns those runs'
+    checksums."""
+    n, row = len(out), out.dtype.itemsize
+    if not n:
+        return np.empty(0, "<u4")
+    r0, r1, runs = first // RUN_ROWS, _runs(first + n), _runs(count)
+    lo, hi = r0 * RUN_ROWS, min(r1 * RUN_ROWS, count)
+    sums = np.empty(r1 - r0, "<u4")
+    whole = first == 0 and n == count
+    if whole:
+        data = out.view(np.uint8).reshape(-1)
+        _read_fully(fd, name, [sums, data], at)
+    else:
+        data = _partial_buffer((hi - lo) * row)
+        _read_fully(fd, name, [sums], at + 4 * r0)
+        _read_fully(fd, name, [data], at + 4 * runs + lo * row)
+    step = RUN_ROWS * row
+    for i, expected in enumerate(sums.tolist()):
+        if google_crc32c.value(data[i * step:(i + 1) * step]) != expected:
+            raise StoreError(f"{name}: rows {lo + i * RUN_ROWS}.. of a segment fail their checksum: the disk "
+                             "lost or changed this work file after it was written", path=name)
+    if not whole:
+        out.view(np.uint8).reshape(-1)[:] = data[(first - lo) * row:(first - lo + n) * row]
+    return sums
 
 
 _PARTIAL = threading.local()
